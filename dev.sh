@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The project's two entry points, each idempotent on a fresh Debian/Ubuntu machine with Python 3.11+:
+#   ./dev.sh run    local Triton + the gateway on http://127.0.0.1:8080 (/docs open)
+#   ./dev.sh test   lint, type-check, import contracts, then every test against a real Triton
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY=${PYTHON:-python3}
+VENV=.venv
+DEPLOY_VENV=.venv-deploy
+
+setup_main() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PY" -m venv "$VENV"
+    fi
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -e '.[local,dev]'
+}
+
+# The AWS checkers (SAM CLI, cfn-lint, checkov, hadolint, shellcheck) pin their own dependency trees, so
+# they live in a venv of their own and never constrain the gateway's.
+setup_deploy_tools() {
+    if [ ! -x "$DEPLOY_VENV/bin/python" ]; then
+        "$PY" -m venv "$DEPLOY_VENV"
+    fi
+    "$DEPLOY_VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
+    "$DEPLOY_VENV/bin/pip" install --quiet --disable-pip-version-check -r deploy/requirements-tools.txt
+}
+
+case "${1:-}" in
+    run)
+        setup_main
+        shift
+        exec "$VENV/bin/python" -m localdev run "$@"
+        ;;
+    test)
+        setup_main
+        setup_deploy_tools
+        shift
+        "$VENV/bin/ruff" check .
+        "$VENV/bin/ruff" format --check .
+        "$VENV/bin/mypy" service localdev
+        "$VENV/bin/lint-imports"
+        exec "$VENV/bin/pytest" "$@"
+        ;;
+    *)
+        echo "usage: ./dev.sh run | ./dev.sh test [pytest args]" >&2
+        exit 2
+        ;;
+esac

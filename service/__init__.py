@@ -1,0 +1,1 @@
+"""Triton Lambda Gateway: an HTTPS front door for NVIDIA Triton Inference Server."""

@@ -1,0 +1,99 @@
+"""The FastAPI application: routers, the one error envelope, the OpenAPI document.
+
+``create_app(settings)`` builds it; ``app`` is the process's instance (uvicorn: ``service.app:app``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from service.errors import GatewayError, describe_validation_errors
+from service.protocol.schemas import InferRequest
+from service.root_path import RootPathMiddleware
+from service.routes import health, infer
+from service.routes.common import json_response
+from service.settings import Settings, get_settings
+
+log = logging.getLogger("service")
+
+DESCRIPTION = """\
+HTTPS front door for NVIDIA Triton Inference Server.
+
+* `POST /infer` — tensors as JSON numbers or base64 raw bytes, checked against the model's metadata.
+* `GET /health` — Triton's liveness and readiness.
+
+Inference routes need the API Gateway key in the `x-api-key` header (**Authorize** above).
+Every error is `{"error": "<message>"}` with an honest status: 400/404 for the request, 503/504 for Triton.
+"""
+
+# Bodies that routes decode themselves (for speed), so FastAPI would not list their schemas on its own.
+_RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (InferRequest,)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The gateway, configured by ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level)
+    log.setLevel(settings.log_level)
+    app = FastAPI(
+        title="Triton Lambda Gateway",
+        version="0.1.0",
+        description=DESCRIPTION,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    app.state.settings = settings
+    app.include_router(health.router)
+    app.include_router(infer.router)
+    _install_error_handlers(app)
+    app.add_middleware(RootPathMiddleware, api_root_path=settings.api_root_path)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def gateway_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        if exc.status >= 500:
+            log.warning("%s %s", exc.status, exc.message)
+        return json_response({"error": exc.message}, exc.status, exc.headers)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return json_response({"error": describe_validation_errors(exc.errors())}, 400)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return json_response({"error": str(exc.detail)}, exc.status_code, dict(exc.headers or {}))
+
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return json_response({"error": "internal error"}, 500)
+
+    app.add_exception_handler(GatewayError, gateway_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in _RAW_BODY_MODELS:
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(model_schema.pop("$defs", {}))
+            components[model.__name__] = model_schema
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+app = create_app()

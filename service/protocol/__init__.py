@@ -1,0 +1,1 @@
+"""Wire types and tensor codecs: no FastAPI, no gRPC."""

@@ -1,0 +1,186 @@
+"""Request and response models on the wire. ``/infer`` and the KServe v2 routes share the tensor types."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
+
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+]  # fmt: skip
+
+# Validated as a plain JSON array (pydantic-core builds it as fast as orjson); numpy checks the element
+# types and the nesting in one pass later, which a recursive pydantic union would do element by element.
+TensorData = Annotated[
+    list[Any],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "description": "Elements in row-major order, flat or nested to the tensor's shape.",
+            "items": {
+                "anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string"}, {"type": "array"}]
+            },
+        }
+    ),
+]
+Base64Text = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "byte",
+            "description": "Base64 of the raw little-endian bytes (BYTES: 4-byte length before each item).",
+        }
+    ),
+]
+Parameters = dict[str, Any]
+
+
+class TensorIn(BaseModel):
+    """One input tensor: its elements come from ``data`` (JSON), ``b64`` (raw bytes) or a binary section."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "data_0", "datatype": "FP32", "shape": [3, 224, 224], "data": [0.5]}]
+        }
+    )
+
+    name: str = Field(min_length=1)
+    datatype: Datatype
+    shape: list[NonNegativeInt]
+    data: TensorData | None = None
+    b64: Base64Text | None = None
+    parameters: Parameters | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        binary = self.parameters is not None and "binary_data_size" in self.parameters
+        if (self.data is not None) + (self.b64 is not None) + binary != 1:
+            raise PydanticCustomError(
+                "tensor_source", "give exactly one of 'data' (JSON elements) or 'b64' (base64 raw bytes)"
+            )
+        return self
+
+
+class OutputRequest(BaseModel):
+    """An output the caller wants; ``b64`` answers its raw little-endian bytes in base64, not JSON."""
+
+    name: str = Field(min_length=1)
+    b64: bool = False
+    parameters: Parameters | None = None
+
+
+class V2InferRequest(BaseModel):
+    """KServe v2 inference request body (``POST /v2/models/{model}/infer``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str | None = None
+    parameters: Parameters | None = None
+    inputs: list[TensorIn] = Field(min_length=1)
+    outputs: list[OutputRequest] | None = None
+
+
+class InferRequest(V2InferRequest):
+    """``POST /infer``: the v2 body plus the model to run; omitted outputs mean all of them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        coerce_numbers_to_str=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "densenet_onnx",
+                    "version": "1",
+                    "inputs": [
+                        {"name": "data_0", "datatype": "FP32", "shape": [3, 224, 224], "b64": "AAAAPw=="}
+                    ],
+                    "outputs": [{"name": "fc6_1"}],
+                }
+            ]
+        },
+    )
+
+    model: str | None = Field(
+        None, min_length=1, description="model name; the configured default when omitted"
+    )
+    version: str | None = Field(None, description="model version; Triton's version policy picks when omitted")
+
+
+class TensorOut(BaseModel):
+    """One output tensor: ``data`` holds the elements flat in row-major order (or ``b64`` when asked)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any] | None = None
+    b64: str | None = None
+    parameters: Parameters | None = None
+
+
+class InferResponse(BaseModel):
+    """The answer to an inference request (KServe v2 field names)."""
+
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[TensorOut]
+
+
+class TensorMetadata(BaseModel):
+    """Name, datatype and shape of a model input or output; ``-1`` marks a free dimension."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    """KServe v2 model metadata."""
+
+    name: str
+    versions: list[str] = []
+    platform: str = ""
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ModelInfo(BaseModel):
+    """What the gateway knows of a model: its v2 metadata and the parts of its config that shape requests."""
+
+    model_config = ConfigDict(frozen=True)
+
+    metadata: ModelMetadata
+    max_batch_size: int = 0
+    optional_inputs: frozenset[str] = frozenset()
+    input_formats: dict[str, str] = {}
+    parameters: dict[str, str] = {}
+    labelled_outputs: frozenset[str] = frozenset()
+    config: dict[str, Any] = {}
+
+    def input(self, name: str) -> TensorMetadata | None:
+        """The input called ``name``, if the model has one."""
+        return next((t for t in self.metadata.inputs if t.name == name), None)
+
+    def output(self, name: str) -> TensorMetadata | None:
+        """The output called ``name``, if the model has one."""
+        return next((t for t in self.metadata.outputs if t.name == name), None)
+
+
+class ErrorBody(BaseModel):
+    """Every error the gateway answers (tritonclient reads the ``error`` key)."""
+
+    error: str = Field(examples=["inputs[0].shape: expected [3, 224, 224] for input 'data_0', got [3, 224]"])
+
+
+class HealthBody(BaseModel):
+    """``GET /health``."""
+
+    status: Literal["healthy", "unhealthy"]
+    triton: Literal["ready", "not ready", "unavailable", "timeout"]
+    default_model: str
+    default_model_ready: bool | None = None
+    error: str | None = None

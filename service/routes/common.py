@@ -1,0 +1,122 @@
+"""What every route shares: settings and client dependencies, the request deadline, body reading, and
+the JSON response."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ValidationError
+
+from service.errors import BadRequest, ModelNotFound, PayloadTooLarge, describe_validation_errors
+from service.protocol.schemas import ErrorBody, ModelInfo
+from service.settings import API_GATEWAY_LIMIT_SECONDS, Settings
+from service.triton import Deadline, TritonClient, get_client
+
+M = TypeVar("M", bound=BaseModel)
+
+# Time kept back from a Lambda's remaining time so the answer (even a 504) is written before it is killed.
+_LAMBDA_MARGIN_SECONDS = 0.5
+_MINIMUM_BUDGET_SECONDS = 0.05
+
+# API Gateway checks the key; declaring it here lets Swagger's "Try it out" send it.
+api_key = APIKeyHeader(
+    name="x-api-key", auto_error=False, description="API Gateway API key (checked by API Gateway, not here)"
+)
+ApiKey = Annotated[str | None, Depends(api_key)]
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ErrorBody,
+        "description": "The request does not fit the model; the message names the field",
+    },
+    404: {"model": ErrorBody, "description": "The model or version is not served here"},
+    413: {"model": ErrorBody, "description": "The body is over the size limit"},
+    502: {"model": ErrorBody, "description": "Triton failed to run the request"},
+    503: {"model": ErrorBody, "description": "Triton is unavailable or not ready"},
+    504: {"model": ErrorBody, "description": "Triton did not answer within the deadline"},
+}
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+def _triton(settings: SettingsDep) -> TritonClient:
+    return get_client(settings)
+
+
+TritonDep = Annotated[TritonClient, Depends(_triton)]
+
+
+def request_budget(request: Request, settings: Settings, seconds: float) -> float:
+    """``seconds``, capped by API Gateway's limit and, under Lambda, by the invocation's remaining time."""
+    budget = min(seconds, API_GATEWAY_LIMIT_SECONDS - 1.0)
+    context = request.scope.get("aws.context")
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining_ms):
+        budget = min(budget, remaining_ms() / 1000.0 - _LAMBDA_MARGIN_SECONDS)
+    return max(budget, _MINIMUM_BUDGET_SECONDS)
+
+
+def _deadline(request: Request, settings: SettingsDep) -> Deadline:
+    return Deadline(request_budget(request, settings, settings.triton_timeout_seconds))
+
+
+DeadlineDep = Annotated[Deadline, Depends(_deadline)]
+
+
+async def read_body(request: Request, settings: Settings) -> bytes:
+    """The raw body, read once, refused early when it is over the configured size."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the {settings.max_body_bytes}-byte limit")
+    body = await request.body()
+    if len(body) > settings.max_body_bytes:
+        raise PayloadTooLarge(f"body of {len(body)} bytes is over the {settings.max_body_bytes}-byte limit")
+    return body
+
+
+def parse_json(model: type[M], body: bytes) -> M:
+    """The body decoded straight from bytes into ``model`` (no intermediate dict); 400 naming the field."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise BadRequest(describe_validation_errors(exc.errors(include_url=False))) from None
+
+
+def lookup_model(
+    triton: TritonClient, settings: Settings, name: str, version: str, deadline: Deadline
+) -> ModelInfo:
+    """The model's metadata, if the allow-list lets callers reach it."""
+    if not settings.model_allowed(name):
+        # The same answer as for a model Triton lacks: the allow-list is not for callers to map.
+        raise ModelNotFound(f"model {name!r} is not served here")
+    return triton.model_info(name, version, deadline)
+
+
+def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """JSON written by orjson, numpy arrays included, without a Python object per element."""
+    return Response(
+        orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def raw_json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a route that decodes its body itself: documents ``model`` as the JSON request body."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }

@@ -1,0 +1,70 @@
+"""Every setting the gateway reads, typed, from the environment (documented in README)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# API Gateway ends every integration at 29 s; a deadline past it would only waste Triton's time.
+API_GATEWAY_LIMIT_SECONDS = 29.0
+
+
+class Settings(BaseSettings):
+    """Gateway configuration; each field is read from the upper-case environment variable of its name."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    triton_grpc_url: str = Field("127.0.0.1:8001", description="host:port of Triton's gRPC endpoint")
+    default_model: str = Field("densenet_onnx", description="model used when a request names none")
+    allowed_models: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="comma-separated allow-list of model names; empty serves every model Triton has"
+    )
+    triton_timeout_seconds: float = Field(
+        10.0, gt=0, lt=API_GATEWAY_LIMIT_SECONDS, description="deadline of one request's Triton calls"
+    )
+    health_timeout_seconds: float = Field(2.0, gt=0, description="deadline of the /health probe")
+    metadata_ttl_seconds: float = Field(60.0, ge=0, description="how long model metadata stays cached")
+    idle_reconnect_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="a channel idle this long gets one retry on a fresh channel when a call is UNAVAILABLE",
+    )
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="largest request body accepted (API Gateway's own cap is 10 MB)"
+    )
+    api_root_path: str = Field(
+        "",
+        description="base path of a custom domain mapping, e.g. /v1; the execute-api stage is found alone",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="gateway log level")
+
+    @field_validator("allowed_models", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("api_root_path")
+    @classmethod
+    def _normalise_root(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        return f"/{value.lstrip('/')}" if value else ""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    def model_allowed(self, name: str) -> bool:
+        """True when the allow-list is empty or names the model."""
+        return not self.allowed_models or name in self.allowed_models
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()

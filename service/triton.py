@@ -1,0 +1,301 @@
+"""The one pooled Triton gRPC client: deadlines, one retry after idleness, the metadata cache, and the
+translation of gRPC failures into gateway errors. Nothing above this module sees gRPC."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
+
+from service.errors import (
+    BadRequest,
+    GatewayError,
+    ModelNotFound,
+    TritonTimeout,
+    TritonUnavailable,
+    UpstreamError,
+)
+from service.protocol.schemas import ModelInfo, ModelMetadata, TensorMetadata
+from service.protocol.tensors import InferResult, OutputSpec, Tensor, from_raw_bytes, to_raw_bytes
+from service.settings import Settings
+
+# Triton's own limit (src/core/constants.h); gRPC's 4 MB default would refuse one 1x3x224x224 batch of 2.
+_MAX_MESSAGE_BYTES = 2**31 - 1
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+]
+_INT64_TYPES = {
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED64,
+}
+Response = TypeVar("Response", bound=Message)
+
+
+class Deadline:
+    """The time one request may still spend on Triton calls."""
+
+    def __init__(self, seconds: float) -> None:
+        self.budget = seconds
+        self._expires = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left; raises :class:`TritonTimeout` once none are."""
+        left = self._expires - time.monotonic()
+        if left <= 0:
+            raise TritonTimeout(f"Triton did not answer within the {self.budget:.1f} s deadline")
+        return left
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    expires: float
+    info: ModelInfo
+
+
+class TritonClient:
+    """A gRPC channel to Triton kept for the life of the process (warm Lambda invocations included)."""
+
+    def __init__(self, url: str, *, metadata_ttl: float, idle_reconnect: float) -> None:
+        self._url = url
+        self._host = url.rsplit(":", 1)[0]
+        self._metadata_ttl = metadata_ttl
+        self._idle_reconnect = idle_reconnect
+        self._lock = threading.Lock()
+        self._channel: grpc.Channel | None = None
+        self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
+        self._last_answer = 0.0
+        self._metadata: dict[tuple[str, str], _Cached] = {}
+        self.channels_opened = 0
+
+    # -- health ----------------------------------------------------------------------------------------------
+
+    def server_live(self, deadline: Deadline) -> bool:
+        """Triton's liveness."""
+        return bool(self._call("ServerLive", service_pb2.ServerLiveRequest(), deadline).live)
+
+    def server_ready(self, deadline: Deadline) -> bool:
+        """Triton's readiness (every model it was asked to load is loaded)."""
+        return bool(self._call("ServerReady", service_pb2.ServerReadyRequest(), deadline).ready)
+
+    def model_ready(self, name: str, version: str, deadline: Deadline) -> bool:
+        """Whether Triton can run ``name`` (at ``version``, or its policy's choice when empty)."""
+        request = service_pb2.ModelReadyRequest(name=name, version=version)
+        return bool(self._call("ModelReady", request, deadline, model=(name, version)).ready)
+
+    # -- models ----------------------------------------------------------------------------------------------
+
+    def model_info(self, name: str, version: str, deadline: Deadline) -> ModelInfo:
+        """Metadata and config of a model, fetched once per TTL."""
+        key = (name, version)
+        cached = self._metadata.get(key)
+        now = time.monotonic()
+        if cached is not None and cached.expires > now:
+            return cached.info
+        metadata = self._call(
+            "ModelMetadata", service_pb2.ModelMetadataRequest(name=name, version=version), deadline, model=key
+        )
+        config = self._call(
+            "ModelConfig", service_pb2.ModelConfigRequest(name=name, version=version), deadline, model=key
+        ).config
+        info = _model_info(metadata, config)
+        self._metadata[key] = _Cached(now + self._metadata_ttl, info)
+        return info
+
+    def infer(
+        self,
+        model: str,
+        version: str,
+        inputs: Sequence[Tensor],
+        outputs: Sequence[OutputSpec],
+        deadline: Deadline,
+        request_id: str = "",
+    ) -> InferResult:
+        """Run one inference; outputs come back as numpy views over Triton's raw bytes."""
+        request = service_pb2.ModelInferRequest(model_name=model, model_version=version, id=request_id)
+        for tensor in inputs:
+            entry = request.inputs.add(name=tensor.name, datatype=tensor.datatype)
+            entry.shape.extend(tensor.shape)
+            request.raw_input_contents.append(to_raw_bytes(tensor.array, tensor.datatype))
+        for output in outputs:
+            wanted = request.outputs.add(name=output.name)
+            if output.class_count:
+                wanted.parameters["classification"].int64_param = output.class_count
+        response = self._call("ModelInfer", request, deadline, model=(model, version))
+        tensors = [
+            Tensor(
+                out.name,
+                out.datatype,
+                from_raw_bytes(raw, out.datatype, out.shape, f"Triton output {out.name}"),
+            )
+            for out, raw in zip(response.outputs, response.raw_output_contents, strict=True)
+        ]
+        return InferResult(response.model_name, response.model_version, response.id, tensors)
+
+    # -- the channel -----------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the channel; the next call opens a new one."""
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+            self._channel = self._stub = None
+
+    def _current_stub(self) -> service_pb2_grpc.GRPCInferenceServiceStub:
+        with self._lock:
+            if self._stub is None:
+                self._channel = grpc.insecure_channel(self._url, options=_CHANNEL_OPTIONS)
+                self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+                self.channels_opened += 1
+            return self._stub
+
+    def _reopen(self, stale: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
+        with self._lock:
+            if self._stub is stale and self._channel is not None:
+                self._channel.close()
+                self._channel = self._stub = None
+
+    def _call(
+        self, method: str, request: Message, deadline: Deadline, model: tuple[str, str] | None = None
+    ) -> Any:
+        stub = self._current_stub()
+        idle = time.monotonic() - self._last_answer
+        try:
+            return self._invoke(stub, method, request, deadline)
+        except grpc.RpcError as first:
+            # A channel that sat idle (a frozen Lambda, an NLB that dropped the flow, a restarted Triton)
+            # may be dead or in reconnect back-off; one fresh channel tells that apart from Triton being down.
+            if first.code() != grpc.StatusCode.UNAVAILABLE or idle < self._idle_reconnect:
+                raise self._translate(first, deadline, model) from None
+            self._reopen(stub)
+        try:
+            return self._invoke(self._current_stub(), method, request, deadline)
+        except grpc.RpcError as second:
+            raise self._translate(second, deadline, model) from None
+
+    def _invoke(
+        self,
+        stub: service_pb2_grpc.GRPCInferenceServiceStub,
+        method: str,
+        request: Message,
+        deadline: Deadline,
+    ) -> Any:
+        rpc: Callable[..., Any] = getattr(stub, method)
+        response = rpc(request, timeout=deadline.remaining())
+        self._last_answer = time.monotonic()
+        return response
+
+    def _translate(
+        self, error: grpc.RpcError, deadline: Deadline, model: tuple[str, str] | None
+    ) -> GatewayError:
+        code = error.code()
+        if code != grpc.StatusCode.UNAVAILABLE:
+            self._last_answer = time.monotonic()  # Triton answered, so the channel is alive
+        details = self._scrub(error.details() or "")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return TritonTimeout(f"Triton did not answer within the {deadline.budget:.1f} s deadline")
+        if code == grpc.StatusCode.NOT_FOUND or (model is not None and _is_unknown_model(details)):
+            return ModelNotFound(_not_served(model) if model else details)
+        if code == grpc.StatusCode.UNAVAILABLE and model is not None and "not ready" in details:
+            return TritonUnavailable(
+                f"{_not_served(model, 'is not ready')}; try again shortly", {"Retry-After": "1"}
+            )
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            # gRPC's text here names the address it failed to reach: keep it out of the answer.
+            return TritonUnavailable("Triton is unavailable; try again shortly", {"Retry-After": "1"})
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return TritonUnavailable(f"Triton is overloaded: {details}", {"Retry-After": "1"})
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return BadRequest(details)
+        return UpstreamError(f"Triton failed ({code.name}): {details}")
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._url, "triton").replace(self._host, "triton")
+
+
+def _is_unknown_model(details: str) -> bool:
+    return "unknown model" in details or "is not found" in details
+
+
+def _not_served(model: tuple[str, str], what: str = "is not served here") -> str:
+    name, version = model
+    return f"model {name!r} version {version!r} {what}" if version else f"model {name!r} {what}"
+
+
+def _model_info(
+    metadata: service_pb2.ModelMetadataResponse, config: model_config_pb2.ModelConfig
+) -> ModelInfo:
+    return ModelInfo(
+        metadata=ModelMetadata(
+            name=metadata.name,
+            versions=list(metadata.versions),
+            platform=metadata.platform,
+            inputs=[_tensor_metadata(t) for t in metadata.inputs],
+            outputs=[_tensor_metadata(t) for t in metadata.outputs],
+        ),
+        max_batch_size=config.max_batch_size,
+        optional_inputs=frozenset(i.name for i in config.input if i.optional),
+        input_formats={i.name: model_config_pb2.ModelInput.Format.Name(i.format) for i in config.input},
+        parameters={key: value.string_value for key, value in config.parameters.items()},
+        labelled_outputs=frozenset(o.name for o in config.output if o.label_filename),
+        config=message_to_json(config),
+    )
+
+
+def _tensor_metadata(tensor: service_pb2.ModelMetadataResponse.TensorMetadata) -> TensorMetadata:
+    return TensorMetadata(name=tensor.name, datatype=tensor.datatype, shape=list(tensor.shape))
+
+
+def message_to_json(message: Message) -> dict[str, Any]:
+    """A protobuf message as Triton's HTTP API writes it: every field, and 64-bit integers as numbers."""
+    data = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    descriptor: Descriptor = message.DESCRIPTOR  # type: ignore[assignment]  # upb twin of the same type
+    return _int64_as_numbers(data, descriptor)
+
+
+def _int64_as_numbers(data: dict[str, Any], descriptor: Descriptor) -> dict[str, Any]:
+    # proto3's JSON mapping writes int64 as strings; v2 clients expect numbers (e.g. max_batch_size, dims).
+    for key, value in data.items():
+        field = descriptor.fields_by_name.get(key)
+        if field is None:
+            continue
+        if field.type in _INT64_TYPES:
+            data[key] = [int(v) for v in value] if isinstance(value, list) else int(value)
+        elif field.message_type is not None:
+            entry = field.message_type
+            if entry.GetOptions().map_entry:
+                value_field = entry.fields_by_name["value"]
+                if value_field.message_type is not None:
+                    for item in value.values():
+                        _int64_as_numbers(item, value_field.message_type)
+                elif value_field.type in _INT64_TYPES:
+                    data[key] = {k: int(v) for k, v in value.items()}
+            else:
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, dict):
+                        _int64_as_numbers(item, entry)
+    return data
+
+
+def get_client(settings: Settings) -> TritonClient:
+    """The process's client for the configured Triton, created on first use and then reused."""
+    return _client(settings.triton_grpc_url, settings.metadata_ttl_seconds, settings.idle_reconnect_seconds)
+
+
+@lru_cache(maxsize=8)
+def _client(url: str, metadata_ttl: float, idle_reconnect: float) -> TritonClient:
+    return TritonClient(url, metadata_ttl=metadata_ttl, idle_reconnect=idle_reconnect)
