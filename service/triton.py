@@ -206,12 +206,8 @@ class TritonClient:
         details = self._scrub(error.details() or "")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return TritonTimeout(f"Triton did not answer within the {deadline.budget:.1f} s deadline")
-        if code == grpc.StatusCode.NOT_FOUND or (model is not None and _is_unknown_model(details)):
+        if code == grpc.StatusCode.NOT_FOUND:
             return ModelNotFound(_not_served(model) if model else details)
-        if code == grpc.StatusCode.UNAVAILABLE and model is not None and "not ready" in details:
-            return TritonUnavailable(
-                f"{_not_served(model, 'is not ready')}; try again shortly", {"Retry-After": "1"}
-            )
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             # gRPC's text here names the address it failed to reach: keep it out of the answer.
             return TritonUnavailable("Triton is unavailable; try again shortly", {"Retry-After": "1"})
@@ -225,13 +221,13 @@ class TritonClient:
         return text.replace(self._url, "triton").replace(self._host, "triton")
 
 
-def _is_unknown_model(details: str) -> bool:
-    return "unknown model" in details or "is not found" in details
-
-
-def _not_served(model: tuple[str, str], what: str = "is not served here") -> str:
+def _not_served(model: tuple[str, str]) -> str:
     name, version = model
-    return f"model {name!r} version {version!r} {what}" if version else f"model {name!r} {what}"
+    return (
+        f"model {name!r} version {version!r} is not served here"
+        if version
+        else f"model {name!r} is not served here"
+    )
 
 
 def _model_info(

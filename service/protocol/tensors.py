@@ -9,7 +9,7 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -185,7 +185,18 @@ def to_json_data(array: Array, datatype: str, name: str) -> Any:
     return np.ascontiguousarray(array.reshape(-1))
 
 
-def check_inputs(tensors: Sequence[Tensor], info: ModelInfo, field: str = "inputs") -> None:
+class TensorSpec(Protocol):
+    """Anything with a tensor's name, datatype and shape: a decoded tensor or a request's description."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def datatype(self) -> str: ...
+    @property
+    def shape(self) -> list[int]: ...
+
+
+def check_inputs(tensors: Sequence[TensorSpec], info: ModelInfo, field: str = "inputs") -> None:
     """Refuse inputs the model does not take, missing inputs, and wrong datatypes or shapes."""
     seen: set[str] = set()
     for index, tensor in enumerate(tensors):

@@ -45,11 +45,12 @@ async def infer(
 
 def _infer_tensors(body: bytes, settings: Settings, triton: TritonClient, deadline: Deadline) -> Response:
     request = parse_json(InferRequest, body)
-    tensors = [decode_input(tensor, f"inputs[{i}]") for i, tensor in enumerate(request.inputs)]
     model = request.model or settings.default_model
     version = request.version or ""
     info = lookup_model(triton, settings, model, version, deadline)
-    check_inputs(tensors, info)
+    # Names, datatypes and shapes first: a mismatch is the clearer message than the byte count it causes.
+    check_inputs(request.inputs, info)
+    tensors = [decode_input(tensor, f"inputs[{i}]") for i, tensor in enumerate(request.inputs)]
     if request.outputs:
         names = [output.name for output in request.outputs]
         check_outputs(names, info)

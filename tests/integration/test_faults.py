@@ -1,0 +1,113 @@
+"""Faults made with the real thing: a stopped Triton, one that never answers, a slow model, the allow-list."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from localdev.tritonserver import TritonServer
+from service.settings import Settings
+from tests.gateway import serve_gateway
+
+PIXELS = base64.b64encode(np.zeros((3, 224, 224), np.float32).tobytes()).decode()
+DENSENET = {"inputs": [{"name": "data_0", "datatype": "FP32", "shape": [3, 224, 224], "b64": PIXELS}]}
+
+
+def slow(ms: int) -> dict[str, object]:
+    return {
+        "model": "slow_model",
+        "inputs": [{"name": "DELAY_MS", "datatype": "INT32", "shape": [1], "data": [ms]}],
+    }
+
+
+@pytest.fixture
+def silent_triton() -> Iterator[str]:
+    """host:port of a socket that takes connections and never says a word, like a hung Triton."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+def timed(call):
+    began = time.monotonic()
+    response = call()
+    return response, time.monotonic() - began
+
+
+def test_stopped_triton_gives_503_then_recovers_after_restart(triton_factory):
+    # GIVEN a gateway in front of its own Triton, with every UNAVAILABLE retried on a fresh channel
+    server: TritonServer = triton_factory(models=["densenet_onnx"])
+    settings = Settings(triton_grpc_url=server.grpc_url, idle_reconnect_seconds=0)
+    with serve_gateway(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        assert client.get("/health").json()["status"] == "healthy"
+        assert client.post("/infer", json=DENSENET).status_code == 200
+
+        # WHEN Triton stops
+        server.stop()
+        health, health_seconds = timed(lambda: client.get("/health"))
+        infer, infer_seconds = timed(lambda: client.post("/infer", json=DENSENET))
+
+        # THEN both answer 503 quickly, without Triton's address
+        assert health.status_code == 503
+        assert health.json()["triton"] == "unavailable"
+        assert health_seconds < 2.5
+        assert infer.status_code == 503
+        assert infer.json() == {"error": "Triton is unavailable; try again shortly"}
+        assert infer.headers["retry-after"] == "1"
+        assert infer_seconds < settings.triton_timeout_seconds
+        assert "127.0.0.1" not in health.text + infer.text
+
+        # WHEN Triton is back on the same port THEN the next call succeeds (a fresh channel, no back-off)
+        server.restart()
+        assert client.post("/infer", json=DENSENET).status_code == 200
+        assert client.get("/health").status_code == 200
+
+
+def test_hung_triton_health_answers_within_its_deadline_and_infer_gets_504(silent_triton):
+    settings = Settings(triton_grpc_url=silent_triton, triton_timeout_seconds=1.5, health_timeout_seconds=1.0)
+    with serve_gateway(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        health, health_seconds = timed(lambda: client.get("/health"))
+        assert health.status_code == 503
+        assert health.json()["triton"] == "timeout"
+        assert health_seconds < 2.0
+
+        infer, infer_seconds = timed(lambda: client.post("/infer", json=DENSENET))
+        assert infer.status_code == 504
+        assert infer.json() == {"error": "Triton did not answer within the 1.5 s deadline"}
+        assert infer_seconds < 2.5
+        assert silent_triton.split(":")[1] not in infer.text + health.text
+
+
+def test_slow_model_past_the_deadline_gets_504(triton):
+    settings = Settings(triton_grpc_url=triton.grpc_url, triton_timeout_seconds=0.5)
+    with serve_gateway(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        assert client.post("/infer", json=slow(10)).status_code == 200
+        response, seconds = timed(lambda: client.post("/infer", json=slow(2000)))
+        assert response.status_code == 504
+        assert "deadline" in response.json()["error"]
+        assert seconds < 1.5
+
+
+def test_allow_list_hides_other_models(triton):
+    settings = Settings(triton_grpc_url=triton.grpc_url, allowed_models=("densenet_onnx",))
+    with serve_gateway(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        assert client.post("/infer", json=DENSENET).status_code == 200
+        response = client.post("/infer", json=slow(0))
+        assert response.status_code == 404
+        assert response.json() == {"error": "model 'slow_model' is not served here"}
+
+
+def test_default_model_setting(triton):
+    settings = Settings(triton_grpc_url=triton.grpc_url, default_model="slow_model")
+    with serve_gateway(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        body = {"inputs": [{"name": "DELAY_MS", "datatype": "INT32", "shape": [1], "data": [3]}]}
+        answer = client.post("/infer", json=body).json()
+        assert answer["model_name"] == "slow_model"
+        assert answer["outputs"][0]["data"] == [3]

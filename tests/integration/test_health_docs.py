@@ -1,0 +1,38 @@
+"""/health and the OpenAPI document over real HTTP."""
+
+from __future__ import annotations
+
+import httpx
+
+
+def test_health_when_triton_is_ready(client: httpx.Client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "healthy",
+        "triton": "ready",
+        "default_model": "densenet_onnx",
+        "default_model_ready": True,
+    }
+
+
+def test_docs_and_openapi(client: httpx.Client):
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "/openapi.json" in docs.text
+    schema = client.get("/openapi.json").json()
+    infer = schema["paths"]["/infer"]["post"]
+    body_schema = infer["requestBody"]["content"]["application/json"]["schema"]
+    assert body_schema == {"$ref": "#/components/schemas/InferRequest"}
+    components = schema["components"]
+    assert components["schemas"]["InferRequest"]["examples"][0]["model"] == "densenet_onnx"
+    assert "TensorIn" in components["schemas"]
+    assert components["securitySchemes"]["APIKeyHeader"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+        "description": "API Gateway API key (checked by API Gateway, not here)",
+    }
+    assert infer["security"] == [{"APIKeyHeader": []}]
+    assert "security" not in schema["paths"]["/health"]["get"]
+    assert set(infer["responses"]) >= {"200", "400", "404", "503", "504"}

@@ -1,0 +1,30 @@
+"""The real Mangum handler, imported as a Lambda cold start would (environment first), fed with API Gateway
+REST events (``tests/lambda_events.py``)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from localdev.tritonserver import TritonServer
+
+
+@pytest.fixture(scope="session")
+def lambda_handler(triton: TritonServer) -> Iterator[Callable[..., dict[str, Any]]]:
+    """``service.lambda_handler.handler`` of a fresh import configured for the session's Triton."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TRITON_GRPC_URL", triton.grpc_url)
+    patch.setenv("TRITON_TIMEOUT_SECONDS", "5")
+    for name in [m for m in sys.modules if m == "service.app" or m == "service.lambda_handler"]:
+        del sys.modules[name]
+    from service import settings
+
+    settings.get_settings.cache_clear()
+    module = importlib.import_module("service.lambda_handler")
+    yield module.handler
+    patch.undo()
+    settings.get_settings.cache_clear()
