@@ -1,0 +1,107 @@
+"""Command line: ``python -m localdev run | triton | build-models DEST``.
+
+``run``           local Triton + the gateway (uvicorn on service.app:app) wired to it.
+``triton``        only Triton, on fixed or free ports, until Ctrl-C (for benchmarks and manual clients).
+``build-models``  write the local model repository to DEST and exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from localdev.model_repo import build_model_repository
+from localdev.paths import LOCAL_MODEL_REPOSITORY
+from localdev.tritonserver import TritonServer, TritonStartupError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m localdev", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="local Triton + the gateway on http://HOST:PORT")
+    run.add_argument("--host", default="127.0.0.1", help="gateway bind address (default 127.0.0.1)")
+    run.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
+    run.add_argument("--reload", action="store_true", help="restart the gateway when service/ changes")
+
+    triton = commands.add_parser("triton", help="only Triton, until Ctrl-C")
+    triton.add_argument("--grpc-port", type=int, default=None, help="default: a free port")
+    triton.add_argument("--http-port", type=int, default=None, help="default: a free port")
+    triton.add_argument("--metrics-port", type=int, default=None, help="default: a free port")
+
+    build = commands.add_parser("build-models", help="write the local model repository and exit")
+    build.add_argument("dest", type=Path)
+    return parser
+
+
+def _print_triton(server: TritonServer) -> None:
+    print(f"Triton ready in {server.startup_seconds:.1f}s (repository {server.model_repository})")
+    print(f"  gRPC     {server.grpc_url}")
+    print(f"  HTTP     {server.http_url}")
+    print(f"  metrics  {server.metrics_url}")
+    print(f"  log      {server.log_path}")
+
+
+def _run_gateway(host: str, port: int, reload: bool) -> None:
+    # Imported here: uvicorn is a local-only extra and the other commands must work without it.
+    import uvicorn
+
+    with TritonServer(build_model_repository(LOCAL_MODEL_REPOSITORY), log_name="dev") as server:
+        _print_triton(server)
+        # The gateway reads its settings from the environment (service.settings); uvicorn's reload worker
+        # inherits it too.
+        os.environ["TRITON_GRPC_URL"] = server.grpc_url
+        print(f"Gateway  http://{host}:{port}  (docs: http://{host}:{port}/docs)  Ctrl-C stops both")
+        sys.stdout.flush()
+        # An import string, not the app object: service/ is loaded by uvicorn, after TRITON_GRPC_URL is set.
+        reload_dirs = ["service"] if reload else None
+        uvicorn.run("service.app:app", host=host, port=port, reload=reload, reload_dirs=reload_dirs)
+
+
+def _run_triton(grpc_port: int | None, http_port: int | None, metrics_port: int | None) -> None:
+    server = TritonServer(
+        build_model_repository(LOCAL_MODEL_REPOSITORY),
+        grpc_port=grpc_port,
+        http_port=http_port,
+        metrics_port=metrics_port,
+        log_name="triton",
+    )
+    # SIGTERM (e.g. from a process manager) stops Triton as cleanly as Ctrl-C; SIGINT is set explicitly
+    # because a shell starting us in the background (`&`) makes us inherit it as ignored.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with server:
+        _print_triton(server)
+        print("Ctrl-C stops Triton")
+        sys.stdout.flush()
+        try:
+            while server.is_running():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return
+    raise SystemExit(f"tritonserver exited unexpectedly; see {server.log_path}\n{server.log_tail()}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point for ``python -m localdev``."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            _run_gateway(args.host, args.port, args.reload)
+        elif args.command == "triton":
+            _run_triton(args.grpc_port, args.http_port, args.metrics_port)
+        else:
+            print(build_model_repository(args.dest))
+    except TritonStartupError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

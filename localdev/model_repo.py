@@ -1,0 +1,281 @@
+"""Generate the local Triton model repository: python-backend stand-ins for the production models.
+
+Production serves ``models/`` with the onnxruntime backend, which the pip-installed tritonserver lacks, so
+every local model is a python-backend ``model.py``; the ONNX-shaped ones run a small ``model.onnx`` with
+onnxruntime. Clients see the production names, datatypes and shapes. The build is deterministic and
+idempotent: files are rewritten only when their bytes change, so a running Triton is never disturbed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import onnx
+
+from localdev import onnx_graphs
+from localdev.paths import PRODUCTION_MODELS
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """One model directory: its config, its python-backend module, ONNX graph per version, label files."""
+
+    name: str
+    config: str
+    python_model: str  # module in localdev.python_models copied to <version>/model.py
+    versions: Mapping[int, Callable[[], onnx.ModelProto] | None]
+    labels: Mapping[str, Callable[[], str]] = field(default_factory=dict)
+
+
+def _lines(*labels: str) -> Callable[[], str]:
+    return lambda: "".join(f"{label}\n" for label in labels)
+
+
+def _production_densenet_labels() -> str:
+    # The same 1000 ImageNet labels production serves, so classification answers read the same locally.
+    return (PRODUCTION_MODELS / "densenet_onnx" / "densenet_labels.txt").read_text(encoding="utf-8")
+
+
+def _instances(count: int) -> str:
+    return f"instance_group [ {{ count: {count} kind: KIND_CPU }} ]"
+
+
+def _scaling(mode: str) -> str:
+    # Read by the gateway to pick pixel scaling for image requests, as Triton's image_client does.
+    return f'parameters {{ key: "image_scaling" value: {{ string_value: "{mode}" }} }}'
+
+
+DENSENET_CONFIG = f"""\
+name: "densenet_onnx"
+backend: "python"
+max_batch_size: 0
+input [
+  {{
+    name: "data_0"
+    data_type: TYPE_FP32
+    format: FORMAT_NCHW
+    dims: [ 3, 224, 224 ]
+    reshape {{ shape: [ 1, 3, 224, 224 ] }}
+  }}
+]
+output [
+  {{
+    name: "fc6_1"
+    data_type: TYPE_FP32
+    dims: [ 1000 ]
+    reshape {{ shape: [ 1, 1000, 1, 1 ] }}
+    label_filename: "densenet_labels.txt"
+  }}
+]
+{_instances(1)}
+{_scaling("INCEPTION")}
+"""
+
+CLASSIFIER_BATCHED_CONFIG = f"""\
+name: "classifier_batched"
+backend: "python"
+max_batch_size: 8
+version_policy: {{ all {{ }} }}
+dynamic_batching {{ }}
+input [
+  {{
+    name: "INPUT"
+    data_type: TYPE_FP32
+    format: FORMAT_NCHW
+    dims: [ 3, 64, 64 ]
+  }}
+]
+output [
+  {{
+    name: "PROBS"
+    data_type: TYPE_FP32
+    dims: [ 10 ]
+    label_filename: "labels.txt"
+  }}
+]
+{_instances(1)}
+{_scaling("VGG")}
+"""
+
+NHWC_UINT8_CONFIG = f"""\
+name: "nhwc_uint8"
+backend: "python"
+max_batch_size: 4
+input [
+  {{
+    name: "image"
+    data_type: TYPE_UINT8
+    format: FORMAT_NHWC
+    dims: [ 96, 128, 3 ]
+  }}
+]
+output [
+  {{
+    name: "scores"
+    data_type: TYPE_FP32
+    dims: [ 5 ]
+    label_filename: "labels.txt"
+  }}
+]
+{_instances(1)}
+{_scaling("NONE")}
+"""
+
+GRAY_FP16_CONFIG = f"""\
+name: "gray_fp16"
+backend: "python"
+max_batch_size: 0
+input [
+  {{
+    name: "pixels"
+    data_type: TYPE_FP16
+    format: FORMAT_NCHW
+    dims: [ 1, 32, 32 ]
+  }}
+]
+output [
+  {{
+    name: "logits"
+    data_type: TYPE_FP32
+    dims: [ 4 ]
+    label_filename: "labels.txt"
+  }}
+]
+{_instances(1)}
+{_scaling("NONE")}
+"""
+
+TEXT_BYTES_CONFIG = f"""\
+name: "text_bytes"
+backend: "python"
+max_batch_size: 0
+input [
+  {{
+    name: "TEXT"
+    data_type: TYPE_STRING
+    dims: [ -1 ]
+  }}
+]
+output [
+  {{
+    name: "UPPER"
+    data_type: TYPE_STRING
+    dims: [ -1 ]
+  }},
+  {{
+    name: "LENGTHS"
+    data_type: TYPE_INT32
+    dims: [ -1 ]
+  }}
+]
+{_instances(1)}
+"""
+
+SLOW_MODEL_CONFIG = f"""\
+name: "slow_model"
+backend: "python"
+max_batch_size: 0
+input [
+  {{
+    name: "DELAY_MS"
+    data_type: TYPE_INT32
+    dims: [ 1 ]
+  }}
+]
+output [
+  {{
+    name: "ECHO"
+    data_type: TYPE_INT32
+    dims: [ 1 ]
+  }}
+]
+# Two instances: a call left sleeping by a timed-out test does not hold up the next test's call.
+{_instances(2)}
+"""
+
+MODELS: tuple[LocalModel, ...] = (
+    LocalModel(
+        "densenet_onnx",
+        DENSENET_CONFIG,
+        "onnx_runner",
+        {1: lambda: onnx_graphs.densenet_like(seed=121)},
+        {"densenet_labels.txt": _production_densenet_labels},
+    ),
+    LocalModel(
+        "classifier_batched",
+        CLASSIFIER_BATCHED_CONFIG,
+        "onnx_runner",
+        {
+            1: lambda: onnx_graphs.batched_classifier(seed=1),
+            2: lambda: onnx_graphs.batched_classifier(seed=2),
+        },
+        {
+            "labels.txt": _lines(
+                "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
+            )
+        },
+    ),
+    LocalModel(
+        "nhwc_uint8",
+        NHWC_UINT8_CONFIG,
+        "onnx_runner",
+        {1: lambda: onnx_graphs.nhwc_uint8_classifier(seed=5)},
+        {"labels.txt": _lines("daisy", "dandelion", "rose", "sunflower", "tulip")},
+    ),
+    LocalModel(
+        "gray_fp16",
+        GRAY_FP16_CONFIG,
+        "onnx_runner",
+        {1: lambda: onnx_graphs.gray_fp16_classifier(seed=4)},
+        {"labels.txt": _lines("circle", "square", "triangle", "star")},
+    ),
+    LocalModel("text_bytes", TEXT_BYTES_CONFIG, "text_bytes", {1: None}),
+    LocalModel("slow_model", SLOW_MODEL_CONFIG, "slow_model", {1: None}),
+)
+
+MODEL_NAMES: tuple[str, ...] = tuple(model.name for model in MODELS)
+
+
+def build_model_repository(dest: Path) -> Path:
+    """Create or refresh the local model repository at ``dest``; return ``dest``. Safe to call repeatedly."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for model in MODELS:
+        model_dir = dest / model.name
+        _write_if_changed(model_dir / "config.pbtxt", model.config.encode())
+        for filename, text in model.labels.items():
+            _write_if_changed(model_dir / filename, text().encode())
+        code = resources.files("localdev.python_models").joinpath(f"{model.python_model}.py").read_bytes()
+        for version, graph in model.versions.items():
+            _write_if_changed(model_dir / str(version) / "model.py", code)
+            if graph is not None:
+                _write_if_changed(model_dir / str(version) / "model.onnx", graph().SerializeToString())
+    return dest
+
+
+def onnx_path(repository: Path, model: str, version: int = 1) -> Path:
+    """Path of the ONNX file a local model version runs, for comparing Triton with onnxruntime directly."""
+    path = repository / model / str(version) / "model.onnx"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; is {model!r} an ONNX-backed local model?")
+    return path
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    if path.is_file() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside and rename: a Triton polling this repository never reads a half-written file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; keep the repository readable, like any checkout
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
