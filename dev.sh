@@ -9,7 +9,25 @@ PY=${PYTHON:-python3}
 VENV=.venv
 DEPLOY_VENV=.venv-deploy
 
+ensure_venv_module() {
+    if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+        echo "dev.sh: Python 3.11+ is needed; $PY is $("$PY" --version 2>&1) (set PYTHON=python3.12 to pick one)" >&2
+        exit 1
+    fi
+    if "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
+        return
+    fi
+    # Debian and Ubuntu ship venv/ensurepip in a separate package.
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    else
+        echo "dev.sh: $PY has no venv module; install it (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2
+        exit 1
+    fi
+}
+
 setup_main() {
+    ensure_venv_module
     if [ ! -x "$VENV/bin/python" ]; then
         "$PY" -m venv "$VENV"
     fi

@@ -41,7 +41,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _settings(request: Request) -> Settings:
+# The dependencies are coroutines though they never wait: FastAPI would run plain functions in its thread
+# pool, three thread hops per request for nothing.
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -49,7 +51,7 @@ def _settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
-def _triton(settings: SettingsDep) -> TritonClient:
+async def _triton(settings: SettingsDep) -> TritonClient:
     return get_client(settings)
 
 
@@ -66,7 +68,7 @@ def request_budget(request: Request, settings: Settings, seconds: float) -> floa
     return max(budget, _MINIMUM_BUDGET_SECONDS)
 
 
-def _deadline(request: Request, settings: SettingsDep) -> Deadline:
+async def _deadline(request: Request, settings: SettingsDep) -> Deadline:
     return Deadline(request_budget(request, settings, settings.triton_timeout_seconds))
 
 
