@@ -26,8 +26,25 @@ ensure_venv_module() {
     fi
 }
 
+# The python-backend stub bundled with the local tritonserver links the shared libpython of its version.
+ensure_libpython() {
+    local version libdir
+    version=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    libdir=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")')
+    if ldconfig -p | grep -q "libpython$version.so.1.0" || [ -e "$libdir/libpython$version.so.1.0" ]; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq "libpython$version" >/dev/null
+    else
+        echo "dev.sh: the local Triton needs libpython$version.so.1.0 (Debian/Ubuntu: sudo apt-get install libpython$version)" >&2
+        exit 1
+    fi
+}
+
 setup_main() {
     ensure_venv_module
+    ensure_libpython
     if [ ! -x "$VENV/bin/python" ]; then
         "$PY" -m venv "$VENV"
     fi
