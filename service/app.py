@@ -15,10 +15,10 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from service.errors import GatewayError, describe_validation_errors
-from service.protocol.schemas import InferRequest
+from service.protocol.schemas import InferBody, V2InferRequest
 from service.root_path import RootPathMiddleware
-from service.routes import health, infer
-from service.routes.common import json_response
+from service.routes import health, infer, v2
+from service.routes.common import json_response, schema_name
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("service")
@@ -27,14 +27,18 @@ DESCRIPTION = """\
 HTTPS front door for NVIDIA Triton Inference Server.
 
 * `POST /infer` — tensors as JSON numbers or base64 raw bytes, checked against the model's metadata.
+  Or images (base64 in JSON, a raw `image/jpeg|png|webp` body, or multipart files), resized and scaled
+  as the model's config says, answered as top-k labels with `top_k`.
 * `GET /health` — Triton's liveness and readiness.
+* `/v2/...` — the KServe v2 protocol as Triton speaks it (tritonclient.http, perf_analyzer), binary tensors
+  included.
 
 Inference routes need the API Gateway key in the `x-api-key` header (**Authorize** above).
 Every error is `{"error": "<message>"}` with an honest status: 400/404 for the request, 503/504 for Triton.
 """
 
 # Bodies that routes decode themselves (for speed), so FastAPI would not list their schemas on its own.
-_RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (InferRequest,)
+_RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (InferBody, V2InferRequest)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.include_router(health.router)
     app.include_router(infer.router)
+    app.include_router(v2.router)
     _install_error_handlers(app)
     app.add_middleware(RootPathMiddleware, api_root_path=settings.api_root_path)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -91,7 +96,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for model in _RAW_BODY_MODELS:
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(model_schema.pop("$defs", {}))
-            components[model.__name__] = model_schema
+            components[schema_name(model)] = model_schema
         app.openapi_schema = schema
     return app.openapi_schema
 

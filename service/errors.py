@@ -26,6 +26,12 @@ class BadRequest(GatewayError):
     status = 400
 
 
+class NotReady(GatewayError):
+    """The v2 health routes' "no": Triton, or the model, is not live/ready (400, as Triton answers)."""
+
+    status = 400
+
+
 class ModelNotFound(GatewayError):
     """The model (or version) is not served here: unknown to Triton or not on the allow-list."""
 

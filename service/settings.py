@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # API Gateway ends every integration at 29 s; a deadline past it would only waste Triton's time.
 API_GATEWAY_LIMIT_SECONDS = 29.0
 
+# How image pixels are scaled before a model sees them (the names of Triton's image_client).
+ImageScaling = Literal["NONE", "INCEPTION", "VGG"]
+
 
 class Settings(BaseSettings):
     """Gateway configuration; each field is read from the upper-case environment variable of its name."""
@@ -40,6 +43,21 @@ class Settings(BaseSettings):
         description="base path of a custom domain mapping, e.g. /v1; the execute-api stage is found alone",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="gateway log level")
+    max_inflated_bytes: int = Field(
+        64 * 1024 * 1024,
+        gt=0,
+        description="largest v2 request body accepted after undoing its Content-Encoding (gzip, deflate)",
+    )
+    max_images: int = Field(16, gt=0, description="most images one /infer request may carry")
+    max_image_pixels: int = Field(
+        40_000_000,
+        gt=0,
+        description="largest image (width x height) decoded; larger ones are refused from their header",
+    )
+    image_scaling: Annotated[dict[str, ImageScaling], NoDecode] = Field(
+        {},
+        description="model=SCALING,... (NONE, INCEPTION, VGG): overrides a model config's image_scaling",
+    )
 
     @field_validator("allowed_models", mode="before")
     @classmethod
@@ -47,6 +65,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
+
+    @field_validator("image_scaling", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, scaling = item.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"expected model=SCALING, got {item!r}")
+            pairs[name.strip()] = scaling.strip().upper()
+        return pairs
 
     @field_validator("api_root_path")
     @classmethod

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -33,6 +34,9 @@ _MAX_MESSAGE_BYTES = 2**31 - 1
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+    # Channels to one target otherwise share subchannels from a global pool, so a "fresh" channel would
+    # inherit the old one's connection back-off and fail at once after Triton restarts.
+    ("grpc.use_local_subchannel_pool", 1),
 ]
 _INT64_TYPES = {
     FieldDescriptor.TYPE_INT64,
@@ -42,6 +46,8 @@ _INT64_TYPES = {
     FieldDescriptor.TYPE_SFIXED64,
 }
 Response = TypeVar("Response", bound=Message)
+# Concurrent Triton calls of one request with several images (a model that does not batch).
+_FAN_OUT_THREADS = 4
 
 
 class Deadline:
@@ -114,6 +120,22 @@ class TritonClient:
         self._metadata[key] = _Cached(now + self._metadata_ttl, info)
         return info
 
+    def server_metadata(self, deadline: Deadline) -> dict[str, Any]:
+        """Triton's name, version and protocol extensions, as its HTTP API writes them."""
+        return message_to_json(self._call("ServerMetadata", service_pb2.ServerMetadataRequest(), deadline))
+
+    def statistics(self, name: str, version: str, deadline: Deadline) -> dict[str, Any]:
+        """Triton's inference statistics of a model (every model when ``name`` is empty), as JSON."""
+        request = service_pb2.ModelStatisticsRequest(name=name, version=version)
+        model = (name, version) if name else None
+        try:
+            return message_to_json(self._call("ModelStatistics", request, deadline, model=model))
+        except BadRequest:
+            # Triton answers INVALID_ARGUMENT ("requested model ... is not available"), not NOT_FOUND.
+            if model is None:
+                raise
+            raise ModelNotFound(_not_served(model)) from None
+
     def infer(
         self,
         model: str,
@@ -122,9 +144,13 @@ class TritonClient:
         outputs: Sequence[OutputSpec],
         deadline: Deadline,
         request_id: str = "",
+        parameters: Mapping[str, Any] | None = None,
     ) -> InferResult:
-        """Run one inference; outputs come back as numpy views over Triton's raw bytes."""
+        """Run one inference; outputs come back as numpy views over Triton's raw bytes. ``parameters`` are
+        the request's v2 parameters (priority, timeout, sequence_id, custom ones), passed on to Triton."""
         request = service_pb2.ModelInferRequest(model_name=model, model_version=version, id=request_id)
+        for key, value in (parameters or {}).items():
+            _set_parameter(request.parameters[key], value, key)
         for tensor in inputs:
             entry = request.inputs.add(name=tensor.name, datatype=tensor.datatype)
             entry.shape.extend(tensor.shape)
@@ -143,6 +169,30 @@ class TritonClient:
             for out, raw in zip(response.outputs, response.raw_output_contents, strict=True)
         ]
         return InferResult(response.model_name, response.model_version, response.id, tensors)
+
+    def infer_many(
+        self,
+        model: str,
+        version: str,
+        calls: Sequence[Sequence[Tensor]],
+        outputs: Sequence[OutputSpec],
+        deadline: Deadline,
+        request_id: str = "",
+    ) -> list[InferResult]:
+        """Run independent inferences (one per entry of ``calls``) concurrently, all within ``deadline``;
+        results in the order of ``calls``. The first failure is raised; calls not yet started are dropped."""
+        if len(calls) == 1:
+            return [self.infer(model, version, calls[0], outputs, deadline, request_id)]
+        # The gRPC channel is thread-safe: the calls share it, each with the deadline's remaining time.
+        pool = _fan_out_pool()
+        futures = [
+            pool.submit(self.infer, model, version, inputs, outputs, deadline, request_id) for inputs in calls
+        ]
+        try:
+            return [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()
 
     # -- the channel -----------------------------------------------------------------------------------------
 
@@ -221,6 +271,26 @@ class TritonClient:
         return text.replace(self._url, "triton").replace(self._host, "triton")
 
 
+def _set_parameter(parameter: service_pb2.InferParameter, value: Any, key: str) -> None:
+    # bool before int: JSON true is a Python bool, which is also an int.
+    try:
+        if isinstance(value, bool):
+            parameter.bool_param = value
+        elif isinstance(value, int):
+            parameter.int64_param = value
+        elif isinstance(value, float):
+            parameter.double_param = value
+        elif isinstance(value, str):
+            parameter.string_param = value
+        else:
+            raise TypeError
+    except (TypeError, ValueError):
+        raise BadRequest(
+            f"parameters.{key}: a parameter is a boolean, a 64-bit integer, a number or a string, "
+            f"got {value!r}"
+        ) from None
+
+
 def _not_served(model: tuple[str, str]) -> str:
     name, version = model
     return (
@@ -285,6 +355,12 @@ def _int64_as_numbers(data: dict[str, Any], descriptor: Descriptor) -> dict[str,
                     if isinstance(item, dict):
                         _int64_as_numbers(item, entry)
     return data
+
+
+@lru_cache(maxsize=1)
+def _fan_out_pool() -> ThreadPoolExecutor:
+    # Small: a Lambda has one or two vCPUs, and Triton queues what it cannot run at once anyway.
+    return ThreadPoolExecutor(max_workers=_FAN_OUT_THREADS, thread_name_prefix="triton-fan-out")
 
 
 def get_client(settings: Settings) -> TritonClient:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    RootModel,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 Datatype = Literal[
@@ -110,6 +119,85 @@ class InferRequest(V2InferRequest):
     version: str | None = Field(None, description="model version; Triton's version policy picks when omitted")
 
 
+ImageText = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "byte",
+            "description": "Base64 of a JPEG, PNG or WebP file (a `data:image/...;base64,` prefix is fine)",
+        }
+    ),
+]
+_IMAGE_EXAMPLE = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHR..."
+
+
+class ImageInferRequest(BaseModel):
+    """``POST /infer`` with images: each is decoded, resized and scaled to the model's image input."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        coerce_numbers_to_str=True,
+        json_schema_extra={
+            "examples": [
+                {"model": "densenet_onnx", "image": _IMAGE_EXAMPLE, "top_k": 5},
+                {"model": "classifier_batched", "images": [_IMAGE_EXAMPLE, _IMAGE_EXAMPLE], "top_k": 3},
+            ]
+        },
+    )
+
+    model: str | None = Field(
+        None, min_length=1, description="model name; the configured default when omitted"
+    )
+    version: str | None = Field(None, description="model version; Triton's version policy picks when omitted")
+    id: str | None = None
+    image: ImageText | None = Field(None, description="one image")
+    images: list[ImageText] | None = Field(
+        None, min_length=1, description="several images, answered in order"
+    )
+    top_k: PositiveInt | None = Field(
+        None,
+        description="answer the k best classes (labels from the model's label file) instead of raw outputs",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.image is None) == (self.images is None):
+            raise PydanticCustomError("image_source", "give exactly one of 'image' or 'images'")
+        return self
+
+    def encoded_images(self) -> list[tuple[str, str]]:
+        """Each image's base64 text with the field that names it in errors: ``image`` or ``images[i]``."""
+        if self.image is not None:
+            return [("image", self.image)]
+        return [(f"images[{i}]", text) for i, text in enumerate(self.images or ())]
+
+
+class TensorInferRequest(InferRequest):
+    """``POST /infer`` with tensors (``InferRequest`` in Python; OpenAPI's ``InferRequest`` is the union)."""
+
+    model_config = ConfigDict(title="TensorInferRequest")
+
+
+def _infer_body_schema(schema: dict[str, Any]) -> None:
+    # The two bodies exclude each other (each refuses the other's keys), so exactly one matches.
+    schema["oneOf"] = schema.pop("anyOf")
+    schema["examples"] = [*_examples(InferRequest), *_examples(ImageInferRequest)]
+
+
+def _examples(model: type[BaseModel]) -> list[Any]:
+    extra = model.model_config.get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    return list(examples) if isinstance(examples, list) else []
+
+
+class InferBody(RootModel[TensorInferRequest | ImageInferRequest]):
+    """The ``/infer`` JSON body as OpenAPI shows it: tensors or images. Routes parse the member its keys
+    name (``inputs`` or ``image``/``images``), so this union only documents."""
+
+    model_config = ConfigDict(title="InferRequest", json_schema_extra=_infer_body_schema)
+
+
 class TensorOut(BaseModel):
     """One output tensor: ``data`` holds the elements flat in row-major order (or ``b64`` when asked)."""
 
@@ -128,6 +216,49 @@ class InferResponse(BaseModel):
     model_version: str
     id: str | None = None
     outputs: list[TensorOut]
+
+
+class ClassScore(BaseModel):
+    """One class of a top-k answer, best first."""
+
+    label: str = Field(description="the class's line in the model's label file")
+    index: int = Field(description="the class's position in the model's output")
+    score: float
+
+
+class ImageResult(BaseModel):
+    """The answer for one image: its ``top_k`` classes, or the model's raw ``outputs`` for it."""
+
+    top_k: list[ClassScore] | None = None
+    outputs: list[TensorOut] | None = None
+
+
+class ImageInferResponse(BaseModel):
+    """The answer to an image request: one result per image, in the order they were given."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_name": "densenet_onnx",
+                    "model_version": "1",
+                    "results": [
+                        {
+                            "top_k": [
+                                {"label": "tabby", "index": 281, "score": 13.7},
+                                {"label": "tiger cat", "index": 282, "score": 12.9},
+                            ]
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    model_name: str
+    model_version: str
+    id: str | None = None
+    results: list[ImageResult]
 
 
 class TensorMetadata(BaseModel):
@@ -184,3 +315,11 @@ class HealthBody(BaseModel):
     default_model: str
     default_model_ready: bool | None = None
     error: str | None = None
+
+
+class ServerMetadata(BaseModel):
+    """KServe v2 server metadata (``GET /v2``): the extensions listed are those the gateway serves."""
+
+    name: str
+    version: str
+    extensions: list[str]

@@ -119,6 +119,13 @@ def raw_json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name(model)}"}}
+            },
         }
     }
+
+
+def schema_name(model: type[BaseModel]) -> str:
+    """The OpenAPI component name of ``model``: its configured title, else its class name."""
+    return model.model_config.get("title") or model.__name__

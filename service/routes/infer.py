@@ -1,12 +1,30 @@
-"""``POST /infer``: the caller's tensors, checked against the model, run on Triton."""
+"""``POST /infer``: the caller's tensors, or images preprocessed to fit the model, run on Triton.
+
+The body decides: JSON with ``inputs`` (tensors) or ``image``/``images`` (base64 files); a raw ``image/*``
+body, or ``multipart/form-data`` file parts, with the model, version and top_k in the query."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from service.protocol.schemas import InferRequest, InferResponse
+from service.errors import BadRequest, UnsupportedMediaType, describe_validation_errors
+from service.images import call_inputs, check_image_count, decode_base64, image_input, load_image
+from service.protocol.classification import classification_output, encode_image_results
+from service.protocol.multipart import parse_form
+from service.protocol.schemas import (
+    ErrorBody,
+    ImageInferRequest,
+    ImageInferResponse,
+    InferBody,
+    InferRequest,
+    InferResponse,
+)
 from service.protocol.tensors import OutputSpec, check_inputs, check_outputs, decode_input, encode_result
 from service.routes.common import (
     ERROR_RESPONSES,
@@ -25,26 +43,108 @@ from service.triton import Deadline, TritonClient
 
 router = APIRouter(tags=["inference"])
 
+# curl -d sends form encoding and fetch() text/plain unless told otherwise; both carry JSON here.
+_JSON_TYPES = frozenset({"", "application/json", "application/x-www-form-urlencoded", "text/plain"})
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+_IMAGE_KEYS = frozenset({"image", "images"})
+
+
+def _openapi_body() -> dict[str, Any]:
+    extra = raw_json_body(InferBody)
+    binary = {"type": "string", "format": "binary"}
+    content = extra["requestBody"]["content"]
+    content.update({media: {"schema": binary} for media in IMAGE_TYPES})
+    content["multipart/form-data"] = {
+        "schema": {
+            "type": "object",
+            "properties": {"images": {"type": "array", "items": binary, "description": "image files"}},
+            "required": ["images"],
+        }
+    }
+    return extra
+
 
 @router.post(
     "/infer",
-    summary="Run a model on JSON or base64 tensors",
-    response_model=InferResponse,
-    responses=ERROR_RESPONSES,
-    openapi_extra=raw_json_body(InferRequest),
+    summary="Run a model on tensors or images",
+    response_model=InferResponse | ImageInferResponse,
+    responses={
+        **ERROR_RESPONSES,
+        415: {"model": ErrorBody, "description": "The content type is not JSON, an image or a form"},
+    },
+    openapi_extra=_openapi_body(),
 )
 async def infer(
-    request: Request, settings: SettingsDep, triton: TritonDep, deadline: DeadlineDep, _key: ApiKey
+    request: Request,
+    settings: SettingsDep,
+    triton: TritonDep,
+    deadline: DeadlineDep,
+    _key: ApiKey,
+    model: Annotated[str | None, Query(min_length=1, description="image uploads: the model")] = None,
+    version: Annotated[str | None, Query(description="image uploads: the model version")] = None,
+    top_k: Annotated[int | None, Query(ge=1, description="image uploads: answer the k best classes")] = None,
 ) -> Response:
-    """Inputs as JSON elements (`data`, flat or nested) or base64 raw bytes (`b64`); omitted `outputs`
-    mean all of the model's outputs."""
+    """JSON tensors (`inputs`, as `data` or base64 `b64`; omitted `outputs` mean all), JSON images (`image`
+    or `images`, base64 JPEG/PNG/WebP), a raw image body (`curl --data-binary @cat.jpg -H 'content-type:
+    image/jpeg'`) or multipart files. Images are resized (bilinear) and scaled to the model's image input;
+    `top_k` answers each image's k best classes, otherwise its raw outputs."""
     body = await read_body(request, settings)
-    # Decoding a 3 MB body and the gRPC call both block: keep them off the event loop.
-    return await run_in_threadpool(_infer_tensors, body, settings, triton, deadline)
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    # Decoding and the gRPC calls block: keep them off the event loop.
+    if media in IMAGE_TYPES:
+        uploads = [("image", body)]
+        return await run_in_threadpool(
+            _infer_images, uploads, model, version, top_k, "", settings, triton, deadline
+        )
+    if media == "multipart/form-data":
+        uploads = _form_images(body, request.headers["content-type"], settings)
+        return await run_in_threadpool(
+            _infer_images, uploads, model, version, top_k, "", settings, triton, deadline
+        )
+    if media in _JSON_TYPES or media.endswith("+json"):
+        if model is not None or version is not None or top_k is not None:
+            raise BadRequest(
+                "model, version and top_k go in the query only for image uploads; put them in the JSON"
+            )
+        return await run_in_threadpool(_infer_json, body, settings, triton, deadline)
+    raise UnsupportedMediaType(
+        f"content-type {media!r} is not read here; send application/json, {', '.join(IMAGE_TYPES)} "
+        "or multipart/form-data"
+    )
 
 
-def _infer_tensors(body: bytes, settings: Settings, triton: TritonClient, deadline: Deadline) -> Response:
-    request = parse_json(InferRequest, body)
+def _infer_json(body: bytes, settings: Settings, triton: TritonClient, deadline: Deadline) -> Response:
+    request = _parse_json_body(body)
+    if isinstance(request, InferRequest):
+        return _infer_tensors(request, settings, triton, deadline)
+    images = request.encoded_images()
+    check_image_count(len(images), settings.max_images)
+    uploads = [(field, decode_base64(text, field)) for field, text in images]
+    return _infer_images(
+        uploads, request.model, request.version, request.top_k, request.id or "", settings, triton, deadline
+    )
+
+
+def _parse_json_body(body: bytes) -> InferRequest | ImageInferRequest:
+    # Tensor bodies are the large ones: parse them once, straight into their model; an image body costs a
+    # second parse, of a few strings.
+    try:
+        return InferRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    top_level = {(e["type"], e["loc"][0]) for e in errors if len(e["loc"]) == 1}
+    if not any(("extra_forbidden", key) in top_level for key in _IMAGE_KEYS):
+        if [(e["type"], e["loc"]) for e in errors] == [("missing", ("inputs",))]:
+            raise BadRequest("the body needs 'inputs' (tensors) or 'image'/'images' (base64 images)")
+        raise BadRequest(describe_validation_errors(errors))
+    if ("missing", "inputs") not in top_level:
+        raise BadRequest("the body mixes 'inputs' (tensors) with 'image'/'images'; give one or the other")
+    return parse_json(ImageInferRequest, body)
+
+
+def _infer_tensors(
+    request: InferRequest, settings: Settings, triton: TritonClient, deadline: Deadline
+) -> Response:
     model = request.model or settings.default_model
     version = request.version or ""
     info = lookup_model(triton, settings, model, version, deadline)
@@ -61,3 +161,41 @@ def _infer_tensors(body: bytes, settings: Settings, triton: TritonClient, deadli
     )
     b64 = frozenset(output.name for output in request.outputs or () if output.b64)
     return json_response(encode_result(result, b64))
+
+
+def _form_images(body: bytes, content_type: str, settings: Settings) -> list[tuple[str, bytes]]:
+    parts = parse_form(body, content_type)
+    for part in parts:
+        if part.filename is None and not part.content_type.startswith("image/"):
+            raise BadRequest(
+                f"multipart part {part.name!r} is not a file; give model, version and top_k in the query"
+            )
+    if not parts:
+        raise BadRequest("multipart body has no file parts")
+    check_image_count(len(parts), settings.max_images)
+    return [(f"images[{i}]", part.data) for i, part in enumerate(parts)]
+
+
+def _infer_images(
+    uploads: Sequence[tuple[str, bytes]],
+    model: str | None,
+    version: str | None,
+    top_k: int | None,
+    request_id: str,
+    settings: Settings,
+    triton: TritonClient,
+    deadline: Deadline,
+) -> Response:
+    name, version = model or settings.default_model, version or ""
+    info = lookup_model(triton, settings, name, version, deadline)
+    target = image_input(info, settings.image_scaling)
+    if top_k is not None:
+        outputs = [classification_output(info, top_k)]
+    else:
+        outputs = [OutputSpec(output.name) for output in info.metadata.outputs]
+    arrays = [load_image(data, target, field, settings.max_image_pixels) for field, data in uploads]
+    results = triton.infer_many(name, version, call_inputs(arrays, target), outputs, deadline, request_id)
+    classes_of = outputs[0].name if top_k is not None else None
+    return json_response(
+        encode_image_results(results, batched=target.max_batch_size > 0, classes_of=classes_of)
+    )

@@ -1,0 +1,165 @@
+"""The KServe v2 HTTP body: its ``Content-Encoding``, the binary tensor extension's framing (a JSON header of
+``Inference-Header-Content-Length`` bytes, then each binary tensor's raw bytes in order), and the choice of
+outputs a request makes (``binary_data``, ``binary_data_output``, ``classification``)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.protocol.schemas import ModelInfo, TensorIn, V2InferRequest
+from service.protocol.tensors import (
+    InferResult,
+    OutputSpec,
+    Tensor,
+    check_outputs,
+    decode_input,
+    from_raw_bytes,
+    to_json_data,
+    to_raw_bytes,
+)
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+BINARY_MEDIA_TYPE = "application/octet-stream"
+# Request parameters the HTTP protocol itself consumes; Triton's HTTP server does not pass them on either.
+_HTTP_ONLY_PARAMETERS = frozenset({"binary_data_output"})
+# zlib's window bits: 16 + 15 reads a gzip wrapper, 15 the zlib wrapper that HTTP's "deflate" means.
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def inflate(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body with its ``Content-Encoding`` (gzip, deflate or identity) undone, refused past ``limit``."""
+    coding = (encoding or "").strip().lower()
+    if coding in ("", "identity"):
+        return body
+    wbits = _WBITS.get(coding)
+    if wbits is None:
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; use gzip or deflate")
+    inflater = zlib.decompressobj(wbits)
+    try:
+        # max_length stops a small "zip bomb" from filling memory before the limit is checked.
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"body is not valid {coding} data ({exc})") from None
+    if len(data) > limit:
+        raise PayloadTooLarge(f"body inflates past the {limit}-byte limit")
+    if not inflater.eof or inflater.unused_data:
+        raise BadRequest(f"body is not valid {coding} data (truncated, or bytes after the end)")
+    return data
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
+    """The JSON header and the binary sections after it (none without ``Inference-Header-Content-Length``)."""
+    view = memoryview(body)
+    if header_length is None:
+        return body, view[len(view) :]
+    try:
+        length = int(header_length)
+    except ValueError:
+        raise BadRequest(f"{HEADER_LENGTH}: expected a number of bytes, got {header_length!r}") from None
+    if not 0 < length <= len(body):
+        raise BadRequest(f"{HEADER_LENGTH}: {length} is not within the body's {len(body)} bytes")
+    return bytes(view[:length]), view[length:]
+
+
+def decode_inputs(inputs: Sequence[TensorIn], binary: memoryview, field: str = "inputs") -> list[Tensor]:
+    """Every input as numpy: JSON ``data``, ``b64``, or its ``binary_data_size`` bytes of ``binary``, in
+    order; the binary sizes must add up to exactly the bytes after the header."""
+    tensors: list[Tensor] = []
+    offset = 0
+    for index, tensor in enumerate(inputs):
+        where = f"{field}[{index}]"
+        size = binary_data_size(tensor.parameters, f"{where}.parameters")
+        if size is None:
+            tensors.append(decode_input(tensor, where))
+            continue
+        end = offset + size
+        if end > len(binary):
+            raise BadRequest(
+                f"{where}.parameters.binary_data_size: {size} bytes at offset {offset} run past the "
+                f"{len(binary)} bytes of binary data after the JSON header"
+                + ("" if binary else f" (is the {HEADER_LENGTH} header set?)")
+            )
+        array = from_raw_bytes(binary[offset:end], tensor.datatype, tensor.shape, f"{where} (binary data)")
+        tensors.append(Tensor(tensor.name, tensor.datatype, array))
+        offset = end
+    if offset != len(binary):
+        raise BadRequest(
+            f"{len(binary) - offset} bytes after the JSON header belong to no input "
+            f"(the inputs' binary_data_size add up to {offset} of {len(binary)})"
+        )
+    return tensors
+
+
+def binary_data_size(parameters: Mapping[str, Any] | None, field: str) -> int | None:
+    """The tensor's ``binary_data_size`` parameter, if it has one."""
+    if parameters is None or "binary_data_size" not in parameters:
+        return None
+    return _count(parameters["binary_data_size"], f"{field}.binary_data_size")
+
+
+def wanted_outputs(request: V2InferRequest, info: ModelInfo) -> tuple[list[OutputSpec], frozenset[str]]:
+    """The outputs to ask Triton for (all of the model's when none are named) and which of them the
+    answer carries as binary sections."""
+    all_binary = _flag(request.parameters, "binary_data_output", "parameters", default=False)
+    if not request.outputs:
+        names = [output.name for output in info.metadata.outputs]
+        return [OutputSpec(name) for name in names], frozenset(names if all_binary else ())
+    check_outputs([output.name for output in request.outputs], info)
+    specs: list[OutputSpec] = []
+    binary: set[str] = set()
+    for index, output in enumerate(request.outputs):
+        where = f"outputs[{index}].parameters"
+        classes = (output.parameters or {}).get("classification", 0)
+        specs.append(OutputSpec(output.name, _count(classes, f"{where}.classification")))
+        if _flag(output.parameters, "binary_data", where, default=all_binary):
+            binary.add(output.name)
+    return specs, frozenset(binary)
+
+
+def forwarded_parameters(request: V2InferRequest) -> dict[str, Any]:
+    """The request's parameters that Triton acts on (priority, timeout, sequence ids, custom ones)."""
+    return {k: v for k, v in (request.parameters or {}).items() if k not in _HTTP_ONLY_PARAMETERS}
+
+
+def encode_response(result: InferResult, binary: frozenset[str]) -> tuple[bytes, int | None]:
+    """The v2 answer: JSON alone, or (when an output is in ``binary``) the JSON header followed by those
+    outputs' raw bytes; the second item is the header's length for ``Inference-Header-Content-Length``."""
+    outputs: list[dict[str, Any]] = []
+    sections: list[bytes] = []
+    for tensor in result.outputs:
+        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+        if tensor.name in binary:
+            raw = to_raw_bytes(tensor.array, tensor.datatype)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            sections.append(raw)
+        else:
+            entry["data"] = to_json_data(tensor.array, tensor.datatype, tensor.name)
+        outputs.append(entry)
+    body: dict[str, Any] = {"model_name": result.model_name, "model_version": result.model_version}
+    if result.id:
+        body["id"] = result.id
+    body["outputs"] = outputs
+    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not sections:
+        return header, None
+    return b"".join([header, *sections]), len(header)
+
+
+def _count(value: Any, field: str) -> int:
+    # bool is an int to Python, but "binary_data_size": true is no size.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequest(f"{field}: expected a non-negative integer, got {value!r}")
+    count: int = value
+    return count
+
+
+def _flag(parameters: Mapping[str, Any] | None, key: str, field: str, *, default: bool) -> bool:
+    value = (parameters or {}).get(key, default)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{field}.{key}: expected true or false, got {value!r}")
+    return value

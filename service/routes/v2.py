@@ -1,0 +1,237 @@
+"""The KServe v2 REST protocol, as Triton's HTTP endpoint speaks it (``tritonclient.http``, perf_analyzer):
+health, server and model metadata, model config and statistics, and inference with JSON or binary tensors.
+
+Triton's repository (load/unload), shared-memory, trace and logging APIs are deliberately absent. Request
+bodies may be gzip/deflate (``Content-Encoding``); answers are never compressed, whatever ``Accept-Encoding``
+says (identity is always acceptable): compression belongs to API Gateway's edge, and a compressed JSON answer
+would also need a binary media type to pass through it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from service.errors import ModelNotFound, NotReady
+from service.protocol.binary import (
+    BINARY_MEDIA_TYPE,
+    HEADER_LENGTH,
+    decode_inputs,
+    encode_response,
+    forwarded_parameters,
+    inflate,
+    split_body,
+    wanted_outputs,
+)
+from service.protocol.schemas import InferResponse, ModelMetadata, ServerMetadata, V2InferRequest
+from service.protocol.tensors import check_inputs
+from service.routes.common import (
+    ERROR_RESPONSES,
+    DeadlineDep,
+    SettingsDep,
+    TritonDep,
+    api_key,
+    json_response,
+    lookup_model,
+    parse_json,
+    raw_json_body,
+    read_body,
+    request_budget,
+)
+from service.settings import Settings
+from service.triton import Deadline, TritonClient
+
+# The protocol extensions the gateway serves; GET /v2 lists those of Triton's that are among them.
+SERVED_EXTENSIONS = frozenset(
+    {
+        "binary_tensor_data",
+        "classification",
+        "model_configuration",
+        "parameters",
+        "schedule_policy",
+        "sequence",
+        "statistics",
+    }
+)
+
+router = APIRouter(prefix="/v2", tags=["kserve-v2"], dependencies=[Depends(api_key)])
+# The model routes, included twice: under /models/{model} and /models/{model}/versions/{version}.
+models = APIRouter()
+
+_HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Yes (empty body)"},
+    400: ERROR_RESPONSES[400] | {"description": "No"},
+    **{status: ERROR_RESPONSES[status] for status in (503, 504)},
+}
+
+
+def _version(request: Request) -> str:
+    return str(request.path_params.get("version", ""))
+
+
+Version = Annotated[str, Depends(_version)]
+
+
+def _versioned(version: Annotated[str, Path(description="model version, e.g. 2")]) -> None:
+    """Declares the path's ``{version}`` for OpenAPI; the handlers read it through ``Version``."""
+
+
+def _health_deadline(request: Request, settings: Settings) -> Deadline:
+    return Deadline(request_budget(request, settings, settings.health_timeout_seconds))
+
+
+def _allowed(settings: Settings, model: str) -> None:
+    if not settings.model_allowed(model):
+        raise ModelNotFound(f"model {model!r} is not served here")
+
+
+# -- the server ------------------------------------------------------------------------------------------
+
+
+@router.get("", summary="Server metadata", response_model=ServerMetadata, responses=ERROR_RESPONSES)
+def server_metadata(triton: TritonDep, deadline: DeadlineDep) -> Response:
+    """Triton's name and version, and the protocol extensions served through this gateway."""
+    metadata = triton.server_metadata(deadline)
+    extensions = [name for name in metadata.get("extensions", []) if name in SERVED_EXTENSIONS]
+    return json_response(ServerMetadata(**{**metadata, "extensions": extensions}).model_dump())
+
+
+@router.get("/health/live", summary="Is Triton live", responses=_HEALTH_RESPONSES)
+def server_live(request: Request, settings: SettingsDep, triton: TritonDep) -> Response:
+    """200 when Triton is live; 400 when it answers that it is not; 503/504 when it does not answer."""
+    if not triton.server_live(_health_deadline(request, settings)):
+        raise NotReady("Triton is not live")
+    return Response(status_code=200)
+
+
+@router.get("/health/ready", summary="Is Triton ready", responses=_HEALTH_RESPONSES)
+def server_ready(request: Request, settings: SettingsDep, triton: TritonDep) -> Response:
+    """200 when Triton is ready; 400 when it answers that it is not; 503/504 when it does not answer."""
+    if not triton.server_ready(_health_deadline(request, settings)):
+        raise NotReady("Triton is not ready")
+    return Response(status_code=200)
+
+
+@router.get("/models/stats", summary="Inference statistics of every model", responses=ERROR_RESPONSES)
+def all_statistics(settings: SettingsDep, triton: TritonDep, deadline: DeadlineDep) -> Response:
+    """Triton's statistics of each model served here (the allow-list's, when there is one)."""
+    stats = triton.statistics("", "", deadline)
+    stats["model_stats"] = [s for s in stats.get("model_stats", []) if settings.model_allowed(s["name"])]
+    return json_response(stats)
+
+
+# -- one model, at Triton's choice of version or at /versions/{version} ------------------------------------
+
+
+@models.get("", summary="Model metadata", response_model=ModelMetadata, responses=ERROR_RESPONSES)
+def model_metadata(
+    model: str, version: Version, settings: SettingsDep, triton: TritonDep, deadline: DeadlineDep
+) -> Response:
+    """The model's versions, platform, and inputs and outputs (``-1`` marks a free dimension)."""
+    info = lookup_model(triton, settings, model, version, deadline)
+    return json_response(info.metadata.model_dump())
+
+
+@models.get("/ready", summary="Is the model ready", responses=_HEALTH_RESPONSES | {404: ERROR_RESPONSES[404]})
+def model_ready(
+    request: Request, model: str, version: Version, settings: SettingsDep, triton: TritonDep
+) -> Response:
+    """200 when Triton can run the model; 400 when it cannot (unknown to Triton, or not loaded)."""
+    _allowed(settings, model)
+    if not triton.model_ready(model, version, _health_deadline(request, settings)):
+        raise NotReady(f"model {model!r}{f' version {version!r}' if version else ''} is not ready")
+    return Response(status_code=200)
+
+
+@models.get("/config", summary="Model configuration", responses=ERROR_RESPONSES)
+def model_config(
+    model: str, version: Version, settings: SettingsDep, triton: TritonDep, deadline: DeadlineDep
+) -> Response:
+    """The model's configuration as Triton's HTTP API writes it (every field; 64-bit integers as numbers)."""
+    return json_response(lookup_model(triton, settings, model, version, deadline).config)
+
+
+@models.get("/stats", summary="Model inference statistics", responses=ERROR_RESPONSES)
+def model_statistics(
+    model: str, version: Version, settings: SettingsDep, triton: TritonDep, deadline: DeadlineDep
+) -> Response:
+    """Triton's inference, batch and cache statistics of the model."""
+    _allowed(settings, model)
+    return json_response(triton.statistics(model, version, deadline))
+
+
+_INFER_BODY = raw_json_body(V2InferRequest)
+_INFER_BODY["requestBody"]["description"] = (
+    f"v2 JSON; or, with `{HEADER_LENGTH}: n`, n bytes of v2 JSON followed by the raw bytes of each input "
+    "whose `parameters.binary_data_size` is set, in order (Triton's binary tensor extension)."
+)
+_INFER_BODY["requestBody"]["content"][BINARY_MEDIA_TYPE] = {"schema": {"type": "string", "format": "binary"}}
+
+
+@models.post(
+    "/infer",
+    summary="Run the model (v2 JSON or binary tensors)",
+    response_model=InferResponse,
+    responses=ERROR_RESPONSES
+    | {
+        200: {
+            "description": f"v2 JSON; with `{HEADER_LENGTH}` when outputs asked for binary data follow it",
+            "content": {BINARY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+    openapi_extra=_INFER_BODY,
+)
+async def infer(
+    request: Request,
+    model: str,
+    version: Version,
+    settings: SettingsDep,
+    triton: TritonDep,
+    deadline: DeadlineDep,
+    header_length: Annotated[
+        str | None, Header(alias=HEADER_LENGTH, description="length of the JSON header of a binary body")
+    ] = None,
+    content_encoding: Annotated[
+        str | None, Header(alias="Content-Encoding", description="gzip or deflate, when compressed")
+    ] = None,
+) -> Response:
+    """Inputs as JSON `data` (flat or nested), `b64`, or binary sections; outputs as JSON `data` or, with
+    `parameters.binary_data` (or the request's `binary_data_output`), binary sections; `classification: k`
+    answers an output's top k as "score:index[:label]" strings."""
+    body = await read_body(request, settings)
+    # Inflating, decoding and the gRPC call all block: keep them off the event loop.
+    return await run_in_threadpool(
+        _infer, body, header_length, content_encoding, model, version, settings, triton, deadline
+    )
+
+
+def _infer(
+    body: bytes,
+    header_length: str | None,
+    content_encoding: str | None,
+    model: str,
+    version: str,
+    settings: Settings,
+    triton: TritonClient,
+    deadline: Deadline,
+) -> Response:
+    header, binary = split_body(inflate(body, content_encoding, settings.max_inflated_bytes), header_length)
+    request = parse_json(V2InferRequest, header)
+    info = lookup_model(triton, settings, model, version, deadline)
+    # Names, datatypes and shapes first: a mismatch is the clearer message than the byte count it causes.
+    check_inputs(request.inputs, info)
+    tensors = decode_inputs(request.inputs, binary)
+    outputs, binary_outputs = wanted_outputs(request, info)
+    result = triton.infer(
+        model, version, tensors, outputs, deadline, request.id or "", forwarded_parameters(request)
+    )
+    content, json_length = encode_response(result, binary_outputs)
+    if json_length is None:
+        return Response(content, media_type="application/json")
+    return Response(content, media_type=BINARY_MEDIA_TYPE, headers={HEADER_LENGTH: str(json_length)})
+
+
+router.include_router(models, prefix="/models/{model}")
+router.include_router(models, prefix="/models/{model}/versions/{version}", dependencies=[Depends(_versioned)])
