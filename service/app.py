@@ -15,10 +15,10 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from service.errors import GatewayError, describe_validation_errors
-from service.protocol.schemas import InferBody, V2InferRequest
+from service.protocol.schemas import InferRequest, V2InferRequest
 from service.root_path import RootPathMiddleware
 from service.routes import health, infer, v2
-from service.routes.common import json_response, schema_name
+from service.routes.common import json_response
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("service")
@@ -38,7 +38,7 @@ Every error is `{"error": "<message>"}` with an honest status: 400/404 for the r
 """
 
 # Bodies that routes decode themselves (for speed), so FastAPI would not list their schemas on its own.
-_RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (InferBody, V2InferRequest)
+_RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (InferRequest, V2InferRequest)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -96,7 +96,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for model in _RAW_BODY_MODELS:
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(model_schema.pop("$defs", {}))
-            components[schema_name(model)] = model_schema
+            components[model.__name__] = model_schema
         app.openapi_schema = schema
     return app.openapi_schema
 

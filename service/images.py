@@ -23,7 +23,7 @@ import pybase64
 from PIL import Image, UnidentifiedImageError
 
 from service.errors import BadRequest
-from service.protocol.schemas import ModelInfo
+from service.protocol.metadata import ModelInfo
 from service.protocol.tensors import NUMPY_DTYPES, Tensor
 from service.settings import ImageScaling
 

@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from service.protocol.schemas import ModelInfo, TensorIn, V2InferRequest
+from service.protocol.metadata import ModelInfo
+from service.protocol.schemas import TensorIn, V2InferRequest
 from service.protocol.tensors import (
     InferResult,
     OutputSpec,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from service.errors import BadRequest, UpstreamError
-from service.protocol.schemas import ModelInfo
+from service.protocol.metadata import ModelInfo
 from service.protocol.tensors import InferResult, OutputSpec, Tensor, element_count, to_json_data
 
 

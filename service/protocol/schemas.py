@@ -93,7 +93,7 @@ class V2InferRequest(BaseModel):
     outputs: list[OutputRequest] | None = None
 
 
-class InferRequest(V2InferRequest):
+class TensorInferRequest(V2InferRequest):
     """``POST /infer``: the v2 body plus the model to run; omitted outputs mean all of them."""
 
     model_config = ConfigDict(
@@ -173,16 +173,10 @@ class ImageInferRequest(BaseModel):
         return [(f"images[{i}]", text) for i, text in enumerate(self.images or ())]
 
 
-class TensorInferRequest(InferRequest):
-    """``POST /infer`` with tensors (``InferRequest`` in Python; OpenAPI's ``InferRequest`` is the union)."""
-
-    model_config = ConfigDict(title="TensorInferRequest")
-
-
 def _infer_body_schema(schema: dict[str, Any]) -> None:
     # The two bodies exclude each other (each refuses the other's keys), so exactly one matches.
     schema["oneOf"] = schema.pop("anyOf")
-    schema["examples"] = [*_examples(InferRequest), *_examples(ImageInferRequest)]
+    schema["examples"] = [*_examples(TensorInferRequest), *_examples(ImageInferRequest)]
 
 
 def _examples(model: type[BaseModel]) -> list[Any]:
@@ -191,11 +185,11 @@ def _examples(model: type[BaseModel]) -> list[Any]:
     return list(examples) if isinstance(examples, list) else []
 
 
-class InferBody(RootModel[TensorInferRequest | ImageInferRequest]):
-    """The ``/infer`` JSON body as OpenAPI shows it: tensors or images. Routes parse the member its keys
-    name (``inputs`` or ``image``/``images``), so this union only documents."""
+class InferRequest(RootModel[TensorInferRequest | ImageInferRequest]):
+    """The ``/infer`` JSON body as OpenAPI shows it: tensors or images. The route parses the member the
+    body's keys name (``inputs`` or ``image``/``images``), so this union only documents."""
 
-    model_config = ConfigDict(title="InferRequest", json_schema_extra=_infer_body_schema)
+    model_config = ConfigDict(json_schema_extra=_infer_body_schema)
 
 
 class TensorOut(BaseModel):
@@ -261,46 +255,6 @@ class ImageInferResponse(BaseModel):
     results: list[ImageResult]
 
 
-class TensorMetadata(BaseModel):
-    """Name, datatype and shape of a model input or output; ``-1`` marks a free dimension."""
-
-    name: str
-    datatype: str
-    shape: list[int]
-
-
-class ModelMetadata(BaseModel):
-    """KServe v2 model metadata."""
-
-    name: str
-    versions: list[str] = []
-    platform: str = ""
-    inputs: list[TensorMetadata]
-    outputs: list[TensorMetadata]
-
-
-class ModelInfo(BaseModel):
-    """What the gateway knows of a model: its v2 metadata and the parts of its config that shape requests."""
-
-    model_config = ConfigDict(frozen=True)
-
-    metadata: ModelMetadata
-    max_batch_size: int = 0
-    optional_inputs: frozenset[str] = frozenset()
-    input_formats: dict[str, str] = {}
-    parameters: dict[str, str] = {}
-    labelled_outputs: frozenset[str] = frozenset()
-    config: dict[str, Any] = {}
-
-    def input(self, name: str) -> TensorMetadata | None:
-        """The input called ``name``, if the model has one."""
-        return next((t for t in self.metadata.inputs if t.name == name), None)
-
-    def output(self, name: str) -> TensorMetadata | None:
-        """The output called ``name``, if the model has one."""
-        return next((t for t in self.metadata.outputs if t.name == name), None)
-
-
 class ErrorBody(BaseModel):
     """Every error the gateway answers (tritonclient reads the ``error`` key)."""
 
@@ -315,11 +269,3 @@ class HealthBody(BaseModel):
     default_model: str
     default_model_ready: bool | None = None
     error: str | None = None
-
-
-class ServerMetadata(BaseModel):
-    """KServe v2 server metadata (``GET /v2``): the extensions listed are those the gateway serves."""
-
-    name: str
-    version: str
-    extensions: list[str]

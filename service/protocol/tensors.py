@@ -15,7 +15,8 @@ import numpy.typing as npt
 import pybase64  # SIMD base64: 40x CPython's on a 600 kB tensor, the b64 fast path's main cost
 
 from service.errors import BadRequest
-from service.protocol.schemas import ModelInfo, TensorIn
+from service.protocol.metadata import ModelInfo
+from service.protocol.schemas import TensorIn
 
 # v2 datatype -> numpy dtype, pinned little-endian: the v2 binary and gRPC raw forms are little-endian.
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {

@@ -12,7 +12,8 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 
 from service.errors import BadRequest, ModelNotFound, PayloadTooLarge, describe_validation_errors
-from service.protocol.schemas import ErrorBody, ModelInfo
+from service.protocol.metadata import ModelInfo
+from service.protocol.schemas import ErrorBody
 from service.settings import API_GATEWAY_LIMIT_SECONDS, Settings
 from service.triton import Deadline, TritonClient, get_client
 
@@ -119,13 +120,6 @@ def raw_json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name(model)}"}}
-            },
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
         }
     }
-
-
-def schema_name(model: type[BaseModel]) -> str:
-    """The OpenAPI component name of ``model``: its configured title, else its class name."""
-    return model.model_config.get("title") or model.__name__

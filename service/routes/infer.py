@@ -21,9 +21,9 @@ from service.protocol.schemas import (
     ErrorBody,
     ImageInferRequest,
     ImageInferResponse,
-    InferBody,
     InferRequest,
     InferResponse,
+    TensorInferRequest,
 )
 from service.protocol.tensors import OutputSpec, check_inputs, check_outputs, decode_input, encode_result
 from service.routes.common import (
@@ -50,7 +50,7 @@ _IMAGE_KEYS = frozenset({"image", "images"})
 
 
 def _openapi_body() -> dict[str, Any]:
-    extra = raw_json_body(InferBody)
+    extra = raw_json_body(InferRequest)
     binary = {"type": "string", "format": "binary"}
     content = extra["requestBody"]["content"]
     content.update({media: {"schema": binary} for media in IMAGE_TYPES})
@@ -115,7 +115,7 @@ async def infer(
 
 def _infer_json(body: bytes, settings: Settings, triton: TritonClient, deadline: Deadline) -> Response:
     request = _parse_json_body(body)
-    if isinstance(request, InferRequest):
+    if isinstance(request, TensorInferRequest):
         return _infer_tensors(request, settings, triton, deadline)
     images = request.encoded_images()
     check_image_count(len(images), settings.max_images)
@@ -125,11 +125,11 @@ def _infer_json(body: bytes, settings: Settings, triton: TritonClient, deadline:
     )
 
 
-def _parse_json_body(body: bytes) -> InferRequest | ImageInferRequest:
+def _parse_json_body(body: bytes) -> TensorInferRequest | ImageInferRequest:
     # Tensor bodies are the large ones: parse them once, straight into their model; an image body costs a
     # second parse, of a few strings.
     try:
-        return InferRequest.model_validate_json(body)
+        return TensorInferRequest.model_validate_json(body)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
     top_level = {(e["type"], e["loc"][0]) for e in errors if len(e["loc"]) == 1}
@@ -143,7 +143,7 @@ def _parse_json_body(body: bytes) -> InferRequest | ImageInferRequest:
 
 
 def _infer_tensors(
-    request: InferRequest, settings: Settings, triton: TritonClient, deadline: Deadline
+    request: TensorInferRequest, settings: Settings, triton: TritonClient, deadline: Deadline
 ) -> Response:
     model = request.model or settings.default_model
     version = request.version or ""

@@ -25,7 +25,8 @@ from service.protocol.binary import (
     split_body,
     wanted_outputs,
 )
-from service.protocol.schemas import InferResponse, ModelMetadata, ServerMetadata, V2InferRequest
+from service.protocol.metadata import ModelMetadata, ServerMetadata
+from service.protocol.schemas import InferResponse, V2InferRequest
 from service.protocol.tensors import check_inputs
 from service.routes.common import (
     ERROR_RESPONSES,

@@ -19,7 +19,8 @@ from service.protocol.binary import (
     split_body,
     wanted_outputs,
 )
-from service.protocol.schemas import ModelInfo, ModelMetadata, TensorMetadata, V2InferRequest
+from service.protocol.metadata import ModelInfo, ModelMetadata, TensorMetadata
+from service.protocol.schemas import V2InferRequest
 from service.protocol.tensors import InferResult, OutputSpec, Tensor
 
 INFO = ModelInfo(

@@ -14,8 +14,8 @@ from PIL import Image
 from service.errors import BadRequest, UpstreamError
 from service.images import ImageInput, call_inputs, check_image_count, decode_base64, image_input, load_image
 from service.protocol.classification import classification_output, encode_image_results, parse_classes
+from service.protocol.metadata import ModelInfo, ModelMetadata, TensorMetadata
 from service.protocol.multipart import parse_form
-from service.protocol.schemas import ModelInfo, ModelMetadata, TensorMetadata
 from service.protocol.tensors import InferResult, Tensor
 from service.settings import Settings
 from tests.image_reference import bomb_png, encode, jpeg, photo, reference_tensor

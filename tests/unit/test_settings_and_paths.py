@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.errors import describe_validation_errors
-from service.protocol.schemas import InferRequest
+from service.protocol.schemas import TensorInferRequest
 from service.root_path import stage_prefix
 from service.settings import Settings
 
@@ -38,7 +38,9 @@ def test_a_timeout_past_api_gateways_limit_is_refused(monkeypatch):
 
 def test_validation_errors_name_the_field():
     with pytest.raises(ValidationError) as caught:
-        InferRequest.model_validate_json(b'{"inputs": [{"name": "x", "datatype": "FP33", "shape": [-1]}]}')
+        TensorInferRequest.model_validate_json(
+            b'{"inputs": [{"name": "x", "datatype": "FP33", "shape": [-1]}]}'
+        )
     message = describe_validation_errors(caught.value.errors())
     assert "inputs[0].datatype: Input should be 'BOOL'" in message
     assert "inputs[0].shape[0]: Input should be greater than or equal to 0" in message
@@ -46,7 +48,7 @@ def test_validation_errors_name_the_field():
 
 def test_the_old_chalice_body_gets_a_clear_answer():
     with pytest.raises(ValidationError) as caught:
-        InferRequest.model_validate_json(b'{"name": "Test inference"}')
+        TensorInferRequest.model_validate_json(b'{"name": "Test inference"}')
     assert (
         describe_validation_errors(caught.value.errors())
         == "inputs: Field required; name: Extra inputs are not permitted"

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from service.errors import BadRequest
-from service.protocol.schemas import ModelInfo, ModelMetadata, TensorIn, TensorMetadata
+from service.protocol.metadata import ModelInfo, ModelMetadata, TensorMetadata
+from service.protocol.schemas import TensorIn
 from service.protocol.tensors import (
     InferResult,
     Tensor,

@@ -9,13 +9,11 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
-from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
-from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from service.errors import (
     BadRequest,
@@ -25,9 +23,10 @@ from service.errors import (
     TritonUnavailable,
     UpstreamError,
 )
-from service.protocol.schemas import ModelInfo, ModelMetadata, TensorMetadata
+from service.protocol.metadata import ModelInfo
 from service.protocol.tensors import InferResult, OutputSpec, Tensor, from_raw_bytes, to_raw_bytes
 from service.settings import Settings
+from service.triton.convert import message_to_json, model_info
 
 # Triton's own limit (src/core/constants.h); gRPC's 4 MB default would refuse one 1x3x224x224 batch of 2.
 _MAX_MESSAGE_BYTES = 2**31 - 1
@@ -38,14 +37,6 @@ _CHANNEL_OPTIONS = [
     # inherit the old one's connection back-off and fail at once after Triton restarts.
     ("grpc.use_local_subchannel_pool", 1),
 ]
-_INT64_TYPES = {
-    FieldDescriptor.TYPE_INT64,
-    FieldDescriptor.TYPE_UINT64,
-    FieldDescriptor.TYPE_SINT64,
-    FieldDescriptor.TYPE_FIXED64,
-    FieldDescriptor.TYPE_SFIXED64,
-}
-Response = TypeVar("Response", bound=Message)
 # Concurrent Triton calls of one request with several images (a model that does not batch).
 _FAN_OUT_THREADS = 4
 
@@ -116,7 +107,7 @@ class TritonClient:
         config = self._call(
             "ModelConfig", service_pb2.ModelConfigRequest(name=name, version=version), deadline, model=key
         ).config
-        info = _model_info(metadata, config)
+        info = model_info(metadata, config)
         self._metadata[key] = _Cached(now + self._metadata_ttl, info)
         return info
 
@@ -298,63 +289,6 @@ def _not_served(model: tuple[str, str]) -> str:
         if version
         else f"model {name!r} is not served here"
     )
-
-
-def _model_info(
-    metadata: service_pb2.ModelMetadataResponse, config: model_config_pb2.ModelConfig
-) -> ModelInfo:
-    return ModelInfo(
-        metadata=ModelMetadata(
-            name=metadata.name,
-            versions=list(metadata.versions),
-            platform=metadata.platform,
-            inputs=[_tensor_metadata(t) for t in metadata.inputs],
-            outputs=[_tensor_metadata(t) for t in metadata.outputs],
-        ),
-        max_batch_size=config.max_batch_size,
-        optional_inputs=frozenset(i.name for i in config.input if i.optional),
-        input_formats={i.name: model_config_pb2.ModelInput.Format.Name(i.format) for i in config.input},
-        parameters={key: value.string_value for key, value in config.parameters.items()},
-        labelled_outputs=frozenset(o.name for o in config.output if o.label_filename),
-        config=message_to_json(config),
-    )
-
-
-def _tensor_metadata(tensor: service_pb2.ModelMetadataResponse.TensorMetadata) -> TensorMetadata:
-    return TensorMetadata(name=tensor.name, datatype=tensor.datatype, shape=list(tensor.shape))
-
-
-def message_to_json(message: Message) -> dict[str, Any]:
-    """A protobuf message as Triton's HTTP API writes it: every field, and 64-bit integers as numbers."""
-    data = json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-    descriptor: Descriptor = message.DESCRIPTOR  # type: ignore[assignment]  # upb twin of the same type
-    return _int64_as_numbers(data, descriptor)
-
-
-def _int64_as_numbers(data: dict[str, Any], descriptor: Descriptor) -> dict[str, Any]:
-    # proto3's JSON mapping writes int64 as strings; v2 clients expect numbers (e.g. max_batch_size, dims).
-    for key, value in data.items():
-        field = descriptor.fields_by_name.get(key)
-        if field is None:
-            continue
-        if field.type in _INT64_TYPES:
-            data[key] = [int(v) for v in value] if isinstance(value, list) else int(value)
-        elif field.message_type is not None:
-            entry = field.message_type
-            if entry.GetOptions().map_entry:
-                value_field = entry.fields_by_name["value"]
-                if value_field.message_type is not None:
-                    for item in value.values():
-                        _int64_as_numbers(item, value_field.message_type)
-                elif value_field.type in _INT64_TYPES:
-                    data[key] = {k: int(v) for k, v in value.items()}
-            else:
-                for item in value if isinstance(value, list) else [value]:
-                    if isinstance(item, dict):
-                        _int64_as_numbers(item, entry)
-    return data
 
 
 @lru_cache(maxsize=1)
