@@ -1,7 +1,8 @@
 """Side-by-side latency of the same densenet_onnx request (1x3x224x224 FP32) through every path, in one run
-against one local Triton: direct gRPC (the floor), Triton's own HTTP (JSON and binary), and the gateway's
-/infer (JSON data and b64) in-process through the Mangum handler and over HTTP under uvicorn. Also the
-cold-start cost of ``service.lambda_handler`` (import time, RSS).
+against one local Triton: direct gRPC (the floor), Triton's own HTTP (JSON and binary), the gateway's /infer
+(JSON data and b64) and /v2 (tritonclient.http, JSON and binary) in-process through the Mangum handler and
+over HTTP under uvicorn; the image path (a 640x480 JPEG: decode + resize + scale alone, then end to end
+with top-5); and the cold-start cost of ``service.lambda_handler`` (import time, RSS).
 
     .venv/bin/python bench/bench.py [--iterations 50]
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import os
 import statistics
@@ -25,6 +27,7 @@ import httpx
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -81,6 +84,30 @@ def uvicorn_gateway(grpc_url: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def photo_jpeg() -> bytes:
+    """A deterministic 640x480 JPEG with photo-like detail (smooth gradients plus noise)."""
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:480, 0:640]
+    base = np.stack([x / 640 * 255, y / 480 * 255, (x + y) / 1120 * 255], axis=-1)
+    pixels = np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def v2_binary_event(x: np.ndarray) -> dict[str, Any]:
+    """A REST event carrying the v2 binary request tritonclient.http would send for ``x``."""
+    tensor = httpclient.InferInput(INPUT, SHAPE, "FP32")
+    tensor.set_data_from_numpy(x, binary_data=True)
+    body, json_size = httpclient.InferenceServerClient.generate_request_body(
+        [tensor], outputs=[httpclient.InferRequestedOutput(OUTPUT, binary_data=True)]
+    )
+    event = load_event("v2_infer", body, base64_body=True)
+    event["headers"]["Inference-Header-Content-Length"] = str(json_size)
+    event["multiValueHeaders"]["Inference-Header-Content-Length"] = [str(json_size)]
+    return event
 
 
 def cold_start(grpc_url: str) -> dict[str, float]:
@@ -170,6 +197,31 @@ def main() -> None:
                 )
             )
 
+        event = v2_binary_event(x)
+        check = handler(event, context)
+        assert check["statusCode"] == 200 and check["isBase64Encoded"], check["body"][:200]
+        rows.append(("gateway /v2 binary, Mangum in-process", measure(lambda: handler(event, context), n)))
+
+        photo = photo_jpeg()
+        from service.images import image_input, load_image
+        from service.settings import get_settings
+        from service.triton import Deadline, get_client
+
+        settings = get_settings()
+        target = image_input(get_client(settings).model_info(MODEL, "", Deadline(5)), settings.image_scaling)
+        rows.append(
+            (
+                "image 640x480 JPEG: decode+resize+scale only",
+                measure(lambda: load_image(photo, target, "image", settings.max_image_pixels), n),
+            )
+        )
+        image_body = json.dumps({"image": base64.b64encode(photo).decode(), "top_k": 5})
+        event = load_event("infer", image_body, base64_body=False)
+        assert handler(event, context)["statusCode"] == 200
+        rows.append(
+            ("gateway /infer image top-5, Mangum in-process", measure(lambda: handler(event, context), n))
+        )
+
         with uvicorn_gateway(triton.grpc_url) as url, httpx.Client(base_url=url, timeout=30) as client:
             for label, body in (("JSON data", json_body), ("b64", b64_body)):
                 headers = {"content-type": "application/json"}
@@ -180,6 +232,27 @@ def main() -> None:
                         measure(lambda b=body, h=headers: client.post("/infer", content=b, headers=h), n),
                     )
                 )
+
+            jpeg = {"content-type": "image/jpeg"}
+            assert client.post("/infer", params={"top_k": 5}, content=photo, headers=jpeg).status_code == 200
+            rows.append(
+                (
+                    "gateway /infer raw JPEG top-5, uvicorn HTTP",
+                    measure(
+                        lambda: client.post("/infer", params={"top_k": 5}, content=photo, headers=jpeg), n
+                    ),
+                )
+            )
+            gateway_http = httpclient.InferenceServerClient(url.removeprefix("http://"))
+            for binary in (False, True):
+                v2_in = httpclient.InferInput(INPUT, SHAPE, "FP32")
+                v2_in.set_data_from_numpy(x, binary_data=binary)
+                v2_out = [httpclient.InferRequestedOutput(OUTPUT, binary_data=binary)]
+                label = f"gateway /v2 {'binary' if binary else 'JSON'}, tritonclient.http"
+                rows.append(
+                    (label, measure(lambda i=v2_in, o=v2_out: gateway_http.infer(MODEL, [i], outputs=o), n))
+                )
+            gateway_http.close()
 
         cold = cold_start(triton.grpc_url)
         grpc.close()
