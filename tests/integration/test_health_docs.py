@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+from openapi_spec_validator import validate
 
 
 def test_health_when_triton_is_ready(client: httpx.Client):
@@ -36,3 +37,12 @@ def test_docs_and_openapi(client: httpx.Client):
     assert infer["security"] == [{"APIKeyHeader": []}]
     assert "security" not in schema["paths"]["/health"]["get"]
     assert set(infer["responses"]) >= {"200", "400", "404", "503", "504"}
+
+
+def test_openapi_is_valid_and_promises_no_422(client: httpx.Client):
+    schema = client.get("/openapi.json").json()
+    validate(schema)
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert "422" not in operation["responses"], f"{method.upper()} {path}"
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
