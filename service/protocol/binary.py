@@ -20,6 +20,8 @@ from service.protocol.tensors import (
     check_outputs,
     decode_input,
     from_raw_bytes,
+    result_body,
+    tensor_header,
     to_json_data,
     to_raw_bytes,
 )
@@ -133,7 +135,7 @@ def encode_response(result: InferResult, binary: frozenset[str]) -> tuple[bytes,
     outputs: list[dict[str, Any]] = []
     sections: list[bytes] = []
     for tensor in result.outputs:
-        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+        entry = tensor_header(tensor)
         if tensor.name in binary:
             raw = to_raw_bytes(tensor.array, tensor.datatype)
             entry["parameters"] = {"binary_data_size": len(raw)}
@@ -141,11 +143,7 @@ def encode_response(result: InferResult, binary: frozenset[str]) -> tuple[bytes,
         else:
             entry["data"] = to_json_data(tensor.array, tensor.datatype, tensor.name)
         outputs.append(entry)
-    body: dict[str, Any] = {"model_name": result.model_name, "model_version": result.model_version}
-    if result.id:
-        body["id"] = result.id
-    body["outputs"] = outputs
-    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    header = orjson.dumps(result_body(result, outputs), option=orjson.OPT_SERIALIZE_NUMPY)
     if not sections:
         return header, None
     return b"".join([header, *sections]), len(header)

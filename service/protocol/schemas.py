@@ -93,7 +93,16 @@ class V2InferRequest(BaseModel):
     outputs: list[OutputRequest] | None = None
 
 
-class TensorInferRequest(V2InferRequest):
+class ModelChoice(BaseModel):
+    """Which model an ``/infer`` body runs (tensors and images alike)."""
+
+    model: str | None = Field(
+        None, min_length=1, description="model name; the configured default when omitted"
+    )
+    version: str | None = Field(None, description="model version; Triton's version policy picks when omitted")
+
+
+class TensorInferRequest(ModelChoice, V2InferRequest):
     """``POST /infer``: the v2 body plus the model to run; omitted outputs mean all of them."""
 
     model_config = ConfigDict(
@@ -113,11 +122,6 @@ class TensorInferRequest(V2InferRequest):
         },
     )
 
-    model: str | None = Field(
-        None, min_length=1, description="model name; the configured default when omitted"
-    )
-    version: str | None = Field(None, description="model version; Triton's version policy picks when omitted")
-
 
 ImageText = Annotated[
     str,
@@ -132,7 +136,7 @@ ImageText = Annotated[
 _IMAGE_EXAMPLE = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHR..."
 
 
-class ImageInferRequest(BaseModel):
+class ImageInferRequest(ModelChoice):
     """``POST /infer`` with images: each is decoded, resized and scaled to the model's image input."""
 
     model_config = ConfigDict(
@@ -146,10 +150,6 @@ class ImageInferRequest(BaseModel):
         },
     )
 
-    model: str | None = Field(
-        None, min_length=1, description="model name; the configured default when omitted"
-    )
-    version: str | None = Field(None, description="model version; Triton's version policy picks when omitted")
     id: str | None = None
     image: ImageText | None = Field(None, description="one image")
     images: list[ImageText] | None = Field(

@@ -299,12 +299,22 @@ def encode_result(result: InferResult, b64_outputs: frozenset[str] = frozenset()
     """The v2 JSON answer for a result; outputs named in ``b64_outputs`` carry base64 raw bytes."""
     outputs = []
     for tensor in result.outputs:
-        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+        entry = tensor_header(tensor)
         if tensor.name in b64_outputs:
             entry["b64"] = pybase64.b64encode(to_raw_bytes(tensor.array, tensor.datatype)).decode()
         else:
             entry["data"] = to_json_data(tensor.array, tensor.datatype, tensor.name)
         outputs.append(entry)
+    return result_body(result, outputs)
+
+
+def tensor_header(tensor: Tensor) -> dict[str, Any]:
+    """An output's name, datatype and shape, to which its encoding adds the elements."""
+    return {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+
+
+def result_body(result: InferResult, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The v2 answer around encoded ``outputs``: model, version and (when the request had one) id."""
     body: dict[str, Any] = {"model_name": result.model_name, "model_version": result.model_version}
     if result.id:
         body["id"] = result.id
