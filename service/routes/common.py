@@ -99,10 +99,14 @@ def lookup_model(
     triton: TritonClient, settings: Settings, name: str, version: str, deadline: Deadline
 ) -> ModelInfo:
     """The model's metadata, if the allow-list lets callers reach it."""
-    if not settings.model_allowed(name):
-        # The same answer as for a model Triton lacks: the allow-list is not for callers to map.
-        raise ModelNotFound(f"model {name!r} is not served here")
+    ensure_allowed(settings, name)
     return triton.model_info(name, version, deadline)
+
+
+def ensure_allowed(settings: Settings, name: str) -> None:
+    """404 for a model off the allow-list, as for one Triton lacks: callers cannot map the list."""
+    if not settings.model_allowed(name):
+        raise ModelNotFound(f"model {name!r} is not served here")
 
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:

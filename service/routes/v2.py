@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from service.errors import ModelNotFound, NotReady
+from service.errors import NotReady
 from service.protocol.binary import (
     BINARY_MEDIA_TYPE,
     HEADER_LENGTH,
@@ -34,6 +34,7 @@ from service.routes.common import (
     SettingsDep,
     TritonDep,
     api_key,
+    ensure_allowed,
     json_response,
     lookup_model,
     parse_json,
@@ -81,11 +82,6 @@ def _versioned(version: Annotated[str, Path(description="model version, e.g. 2")
 
 def _health_deadline(request: Request, settings: Settings) -> Deadline:
     return Deadline(request_budget(request, settings, settings.health_timeout_seconds))
-
-
-def _allowed(settings: Settings, model: str) -> None:
-    if not settings.model_allowed(model):
-        raise ModelNotFound(f"model {model!r} is not served here")
 
 
 # -- the server ------------------------------------------------------------------------------------------
@@ -140,7 +136,7 @@ def model_ready(
     request: Request, model: str, version: Version, settings: SettingsDep, triton: TritonDep
 ) -> Response:
     """200 when Triton can run the model; 400 when it cannot (unknown to Triton, or not loaded)."""
-    _allowed(settings, model)
+    ensure_allowed(settings, model)
     if not triton.model_ready(model, version, _health_deadline(request, settings)):
         raise NotReady(f"model {model!r}{f' version {version!r}' if version else ''} is not ready")
     return Response(status_code=200)
@@ -159,7 +155,7 @@ def model_statistics(
     model: str, version: Version, settings: SettingsDep, triton: TritonDep, deadline: DeadlineDep
 ) -> Response:
     """Triton's inference, batch and cache statistics of the model."""
-    _allowed(settings, model)
+    ensure_allowed(settings, model)
     return json_response(triton.statistics(model, version, deadline))
 
 
