@@ -1,0 +1,60 @@
+"""The pooled client on its own, against the real Triton: metadata cache, deadlines, the idle retry,
+and the translation of gRPC failures."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from localdev.tritonserver import TritonServer
+from service.errors import ModelNotFound, TritonTimeout, TritonUnavailable
+from service.triton import Deadline, TritonClient
+
+
+def test_metadata_is_fetched_once_per_ttl(triton: TritonServer):
+    client = TritonClient(triton.grpc_url, metadata_ttl=0.5, idle_reconnect=30)
+    first = client.model_info("densenet_onnx", "", Deadline(5))
+    assert client.model_info("densenet_onnx", "", Deadline(5)) is first
+    time.sleep(0.6)
+    again = client.model_info("densenet_onnx", "", Deadline(5))
+    assert again is not first
+    assert again == first
+    assert first.config["input"][0]["dims"] == [3, 224, 224]  # int64 as numbers, as Triton's HTTP writes
+    client.close()
+
+
+def test_a_spent_deadline_never_reaches_triton(triton: TritonServer):
+    client = TritonClient(triton.grpc_url, metadata_ttl=60, idle_reconnect=30)
+    deadline = Deadline(0.001)
+    time.sleep(0.01)
+    with pytest.raises(TritonTimeout, match=r"within the 0\.0 s deadline"):
+        client.server_live(deadline)
+    client.close()
+
+
+def test_unknown_models_and_versions_are_not_found(triton: TritonServer):
+    client = TritonClient(triton.grpc_url, metadata_ttl=60, idle_reconnect=30)
+    with pytest.raises(ModelNotFound, match=r"^model 'nope' is not served here$"):
+        client.model_info("nope", "", Deadline(5))
+    with pytest.raises(ModelNotFound, match=r"^model 'densenet_onnx' version '7' is not served here$"):
+        client.model_info("densenet_onnx", "7", Deadline(5))
+    client.close()
+
+
+@pytest.mark.parametrize(("idle_reconnect", "channels"), [(0.0, 2), (3600.0, 1)], ids=["idle", "busy"])
+def test_unavailable_is_retried_on_a_fresh_channel_only_after_idleness(
+    triton_factory, idle_reconnect, channels
+):
+    # GIVEN a client that has just talked to Triton
+    server: TritonServer = triton_factory(models=["slow_model"])
+    client = TritonClient(server.grpc_url, metadata_ttl=60, idle_reconnect=idle_reconnect)
+    assert client.server_live(Deadline(5))
+    # WHEN Triton goes away
+    server.stop()
+    # THEN the call fails UNAVAILABLE, without Triton's address, after one fresh channel only when idle
+    with pytest.raises(TritonUnavailable) as caught:
+        client.server_live(Deadline(5))
+    assert caught.value.message == "Triton is unavailable; try again shortly"
+    assert client.channels_opened == channels
+    client.close()
