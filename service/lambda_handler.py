@@ -3,8 +3,24 @@
 Lifespan is off because Mangum would run it on every invocation; the Triton client is built lazily
 and lives as long as the Lambda's process."""
 
+import pybase64
 from mangum import Mangum
+from mangum.handlers import APIGateway
 
 from service.app import app
 
-handler = Mangum(app, lifespan="off")
+
+class RestApiEvent(APIGateway):
+    """API Gateway REST events, their base64 bodies decoded by SIMD base64.
+
+    The API's binary media types are */*, so every body arrives base64-encoded; Mangum's CPython decode
+    costs ~11 ms on a 3 MB JSON tensor, this one well under 1 ms."""
+
+    @property
+    def body(self) -> bytes:
+        if self.event.get("isBase64Encoded") and self.event.get("body"):
+            return pybase64.b64decode(self.event["body"])
+        return super().body
+
+
+handler = Mangum(app, lifespan="off", custom_handlers=[RestApiEvent])

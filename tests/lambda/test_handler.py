@@ -120,3 +120,13 @@ def test_custom_domain_base_path_from_settings(monkeypatch, triton):
     response = handler(event, LambdaContext())
     assert response["statusCode"] == 200
     assert "url: '/v1/openapi.json'" in response["body"]
+
+
+def test_rest_events_use_the_fast_base64_body(lambda_handler):
+    from service.lambda_handler import RestApiEvent
+
+    event = load_event("infer", b'{"inputs": []}')
+    chosen = lambda_handler.infer(event, LambdaContext())
+    assert isinstance(chosen, RestApiEvent)
+    assert chosen.body == b'{"inputs": []}'
+    assert lambda_handler.infer(load_event("health"), LambdaContext()).body == b""
