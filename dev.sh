@@ -31,7 +31,10 @@ ensure_libpython() {
     local version libdir
     version=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     libdir=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")')
-    if ldconfig -p | grep -q "libpython$version.so.1.0" || [ -e "$libdir/libpython$version.so.1.0" ]; then
+    # grep reads all of ldconfig's output (no -q): with pipefail, an early exit would SIGPIPE ldconfig and
+    # fail the check. /sbin is not on a non-root user's PATH on every Debian.
+    if PATH="$PATH:/sbin:/usr/sbin" ldconfig -p | grep -F "libpython$version.so.1.0" >/dev/null \
+        || [ -e "$libdir/libpython$version.so.1.0" ]; then
         return
     fi
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

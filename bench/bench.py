@@ -80,6 +80,9 @@ def uvicorn_gateway(grpc_url: str) -> Iterator[str]:
                 break
             except httpx.TransportError:
                 time.sleep(0.05)
+        else:
+            # Never measure a gateway that is not there: every sample would be a connection error.
+            raise RuntimeError(f"the gateway on {url} did not answer /health (exit code {process.poll()})")
         yield url
     finally:
         process.terminate()

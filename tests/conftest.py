@@ -1,7 +1,7 @@
 """Fixtures shared by every test kind: a real Triton serving the local model repository.
 
-``triton`` is one server for the whole session; ``triton_factory`` / ``stoppable_triton`` give a test its
-own server that it may stop and restart without disturbing the others. Gateway fixtures build on these in
+``triton`` is one server for the whole session; ``triton_factory`` gives a test its own servers that it may
+stop and restart without disturbing the others. Gateway fixtures build on these in
 ``tests/integration/conftest.py`` and ``tests/lambda/conftest.py``.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 
 from localdev.model_repo import build_model_repository, onnx_path
 from localdev.tritonserver import TritonServer
@@ -57,6 +58,14 @@ def triton_grpc(triton: TritonServer) -> Iterator[grpcclient.InferenceServerClie
     client.close()
 
 
+@pytest.fixture(scope="session")
+def triton_http(triton: TritonServer) -> Iterator[httpclient.InferenceServerClient]:
+    """tritonclient.http on the session's ``triton`` itself: the answers the gateway's v2 routes must give."""
+    client = httpclient.InferenceServerClient(triton.http_address)
+    yield client
+    client.close()
+
+
 @pytest.fixture
 def triton_factory(
     model_repository: Path, triton_log_dir: Path, request: pytest.FixtureRequest
@@ -79,9 +88,3 @@ def triton_factory(
     yield start
     for server in servers:
         server.stop()
-
-
-@pytest.fixture
-def stoppable_triton(triton_factory: TritonFactory) -> TritonServer:
-    """A private, started Triton with every local model; the test may ``stop()``/``restart()`` it."""
-    return triton_factory()

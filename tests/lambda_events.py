@@ -1,5 +1,6 @@
 """API Gateway REST events written by ``sam local generate-event apigateway aws-proxy`` (kept under
-``tests/lambda/events``, loaded by name), and the Lambda context the runtime passes beside them."""
+``tests/lambda/events``, loaded by name), the Lambda context the runtime passes beside them, and the body of
+the handler's answer."""
 
 from __future__ import annotations
 
@@ -33,3 +34,14 @@ def load_event(name: str, body: bytes | str | None = None, *, base64_body: bool 
         event["body"] = base64.b64encode(raw).decode() if base64_body else raw.decode()
         event["isBase64Encoded"] = base64_body
     return event
+
+
+def raw_body(response: dict[str, Any]) -> bytes:
+    """The bytes of a proxy response's body, base64-decoded when the handler marked it ``isBase64Encoded``."""
+    body: str = response["body"]
+    return base64.b64decode(body) if response["isBase64Encoded"] else body.encode()
+
+
+def body_of(response: dict[str, Any]) -> Any:
+    """A proxy response's body, parsed as JSON."""
+    return json.loads(raw_body(response))

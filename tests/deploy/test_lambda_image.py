@@ -11,8 +11,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+from tests.lambda_events import EVENTS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EVENT = REPO_ROOT / "tests" / "lambda" / "events" / "health.json"
+EVENT = EVENTS / "health.json"
 
 # Run as the Lambda runtime would: the task root first, no site-packages (-S), no environment paths (-I).
 PROBE = """

@@ -197,7 +197,8 @@ def test_bad_requests_get_a_clear_error_naming_the_field(client: httpx.Client, b
     assert message in response.json()["error"]
 
 
-def test_missing_input_is_named(client: httpx.Client):
+def test_input_given_twice_is_named(client: httpx.Client):
+    # (Every local model takes one input, so a *missing* input cannot be sent here; tests/unit covers it.)
     response = client.post(
         "/infer",
         json={

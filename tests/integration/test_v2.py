@@ -16,6 +16,7 @@ from tritonclient.utils import InferenceServerException
 from localdev.tritonserver import TritonServer
 from service.settings import Settings
 from tests.gateway import serve_gateway
+from tests.settle import settled
 
 rng = np.random.default_rng(7)
 MODELS = ["densenet_onnx", "classifier_batched", "nhwc_uint8", "gray_fp16", "text_bytes", "slow_model"]
@@ -26,14 +27,6 @@ def prefixed_gateway_url(triton: TritonServer) -> Iterator[str]:
     """A gateway configured with a custom-domain base path, ``/api``."""
     with serve_gateway(Settings(triton_grpc_url=triton.grpc_url, api_root_path="/api")) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def direct(triton: TritonServer) -> Iterator[httpclient.InferenceServerClient]:
-    """tritonclient.http on Triton itself: the answers the gateway must give."""
-    client = httpclient.InferenceServerClient(triton.http_address)
-    yield client
-    client.close()
 
 
 # tritonclient.http takes "host:port/base" and puts "/v2/..." after the base path.
@@ -49,9 +42,9 @@ def gateway(request, gateway_url, prefixed_gateway_url) -> Iterator[httpclient.I
     client.close()
 
 
-def both(gateway, direct, call):
+def both(gateway, triton_http, call):
     """``call`` made through the gateway and directly on Triton."""
-    return call(gateway), call(direct)
+    return call(gateway), call(triton_http)
 
 
 # -- server and model metadata ---------------------------------------------------------------------------
@@ -62,8 +55,8 @@ def test_server_is_live_and_ready(gateway):
     assert gateway.is_server_ready()
 
 
-def test_server_metadata_lists_only_the_extensions_served_here(gateway, direct):
-    mine, theirs = both(gateway, direct, lambda c: c.get_server_metadata())
+def test_server_metadata_lists_only_the_extensions_served_here(gateway, triton_http):
+    mine, theirs = both(gateway, triton_http, lambda c: c.get_server_metadata())
     assert (mine["name"], mine["version"]) == (theirs["name"], theirs["version"])
     assert {"binary_tensor_data", "classification", "model_configuration", "statistics"} <= set(
         mine["extensions"]
@@ -75,22 +68,22 @@ def test_server_metadata_lists_only_the_extensions_served_here(gateway, direct):
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_model_metadata_and_config_equal_tritons_own(gateway, direct, model):
+def test_model_metadata_and_config_equal_tritons_own(gateway, triton_http, model):
     assert gateway.is_model_ready(model)
-    mine, theirs = both(gateway, direct, lambda c: c.get_model_metadata(model))
+    mine, theirs = both(gateway, triton_http, lambda c: c.get_model_metadata(model))
     assert mine == theirs
-    mine, theirs = both(gateway, direct, lambda c: c.get_model_config(model))
+    mine, theirs = both(gateway, triton_http, lambda c: c.get_model_config(model))
     assert mine == theirs
 
 
 @pytest.mark.parametrize("version", ["1", "2"])
-def test_versioned_metadata_config_and_readiness(gateway, direct, version):
+def test_versioned_metadata_config_and_readiness(gateway, triton_http, version):
     model = "classifier_batched"
     assert gateway.is_model_ready(model, version)
-    mine, theirs = both(gateway, direct, lambda c: c.get_model_metadata(model, version))
+    mine, theirs = both(gateway, triton_http, lambda c: c.get_model_metadata(model, version))
     assert mine == theirs
     assert mine["versions"] == [version]
-    assert gateway.get_model_config(model, version) == direct.get_model_config(model, version)
+    assert gateway.get_model_config(model, version) == triton_http.get_model_config(model, version)
 
 
 def test_unknown_models_and_versions_are_not_ready(gateway):
@@ -98,17 +91,21 @@ def test_unknown_models_and_versions_are_not_ready(gateway):
     assert not gateway.is_model_ready("densenet_onnx", "9")
 
 
-def test_statistics_count_the_gateways_inferences(gateway, direct):
+def test_statistics_count_the_gateways_inferences(gateway, triton_http):
     # GIVEN the count before one more inference of text_bytes through the gateway
-    before = direct.get_inference_statistics("text_bytes")["model_stats"][0]["inference_count"]
+    before = triton_http.get_inference_statistics("text_bytes")["model_stats"][0]["inference_count"]
     words = httpclient.InferInput("TEXT", [1], "BYTES")
     words.set_data_from_numpy(np.array([b"x"], dtype=object))
     gateway.infer("text_bytes", [words])
     # WHEN the gateway is asked for the statistics
+    count = settled(
+        lambda: gateway.get_inference_statistics("text_bytes")["model_stats"][0]["inference_count"],
+        before + 1,
+    )
     mine = gateway.get_inference_statistics("text_bytes")
     # THEN they are Triton's, with the new inference counted
-    assert mine["model_stats"][0]["inference_count"] == before + 1
-    assert mine.keys() == direct.get_inference_statistics("text_bytes").keys()
+    assert count == before + 1
+    assert mine.keys() == triton_http.get_inference_statistics("text_bytes").keys()
     everything = gateway.get_inference_statistics()
     assert {s["name"] for s in everything["model_stats"]} >= set(MODELS)
 
@@ -124,31 +121,31 @@ def fp32_input(name, x, binary=True):
 
 @pytest.mark.parametrize("binary_in", [True, False], ids=["binary-in", "json-in"])
 @pytest.mark.parametrize("binary_out", [True, False], ids=["binary-out", "json-out"])
-def test_densenet_equals_triton(gateway, direct, binary_in, binary_out):
+def test_densenet_equals_triton(gateway, triton_http, binary_in, binary_out):
     x = rng.random((3, 224, 224), dtype=np.float32)
     inputs = [fp32_input("data_0", x, binary_in)]
     outputs = [httpclient.InferRequestedOutput("fc6_1", binary_data=binary_out)]
     mine, theirs = both(
-        gateway, direct, lambda c: c.infer("densenet_onnx", inputs, outputs=outputs, request_id="abc")
+        gateway, triton_http, lambda c: c.infer("densenet_onnx", inputs, outputs=outputs, request_id="abc")
     )
     assert mine.get_response()["id"] == "abc"
     assert ("parameters" in mine.get_output("fc6_1")) is binary_out
     np.testing.assert_array_equal(mine.as_numpy("fc6_1"), theirs.as_numpy("fc6_1"))
 
 
-def test_no_outputs_named_answers_all_in_binary(gateway, direct):
+def test_no_outputs_named_answers_all_in_binary(gateway, triton_http):
     x = rng.random((3, 224, 224), dtype=np.float32)
-    mine, theirs = both(gateway, direct, lambda c: c.infer("densenet_onnx", [fp32_input("data_0", x)]))
+    mine, theirs = both(gateway, triton_http, lambda c: c.infer("densenet_onnx", [fp32_input("data_0", x)]))
     assert mine.get_output("fc6_1")["parameters"]["binary_data_size"] == 4000
     np.testing.assert_array_equal(mine.as_numpy("fc6_1"), theirs.as_numpy("fc6_1"))
 
 
 @pytest.mark.parametrize("binary_out", [True, False], ids=["binary-out", "json-out"])
-def test_classification_equals_triton(gateway, direct, binary_out):
+def test_classification_equals_triton(gateway, triton_http, binary_out):
     x = rng.random((3, 224, 224), dtype=np.float32)
     outputs = [httpclient.InferRequestedOutput("fc6_1", binary_data=binary_out, class_count=3)]
     mine, theirs = both(
-        gateway, direct, lambda c: c.infer("densenet_onnx", [fp32_input("data_0", x)], outputs=outputs)
+        gateway, triton_http, lambda c: c.infer("densenet_onnx", [fp32_input("data_0", x)], outputs=outputs)
     )
     got = mine.as_numpy("fc6_1")
     assert got.shape == (3,)
@@ -158,7 +155,7 @@ def test_classification_equals_triton(gateway, direct, binary_out):
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
-def test_bytes_tensors_equal_triton(gateway, direct, binary):
+def test_bytes_tensors_equal_triton(gateway, triton_http, binary):
     text = np.array([b"hello", b"", "grüße".encode(), b"x" * 1000], dtype=object)
     words = httpclient.InferInput("TEXT", [4], "BYTES")
     words.set_data_from_numpy(text, binary_data=binary)
@@ -166,18 +163,18 @@ def test_bytes_tensors_equal_triton(gateway, direct, binary):
         httpclient.InferRequestedOutput("UPPER", binary_data=binary),
         httpclient.InferRequestedOutput("LENGTHS", binary_data=binary),
     ]
-    mine, theirs = both(gateway, direct, lambda c: c.infer("text_bytes", [words], outputs=outputs))
+    mine, theirs = both(gateway, triton_http, lambda c: c.infer("text_bytes", [words], outputs=outputs))
     for name in ("UPPER", "LENGTHS"):
         np.testing.assert_array_equal(mine.as_numpy(name), theirs.as_numpy(name))
     assert list(mine.as_numpy("LENGTHS")) == [5, 0, len("grüße".encode()), 1000]
 
 
 @pytest.mark.parametrize("version", ["1", "2", ""])
-def test_batched_versioned_model_equals_triton(gateway, direct, version):
+def test_batched_versioned_model_equals_triton(gateway, triton_http, version):
     x = rng.random((4, 3, 64, 64), dtype=np.float32)
     mine, theirs = both(
         gateway,
-        direct,
+        triton_http,
         lambda c: c.infer("classifier_batched", [fp32_input("INPUT", x)], model_version=version),
     )
     assert mine.get_response()["model_version"] == theirs.get_response()["model_version"]
@@ -195,23 +192,23 @@ def test_versions_differ(gateway):
 
 
 @pytest.mark.parametrize("compression", ["gzip", "deflate"])
-def test_compressed_requests_equal_triton(gateway, direct, compression):
+def test_compressed_requests_equal_triton(gateway, triton_http, compression):
     pixels = rng.random((1, 32, 32)).astype(np.float16)
     tensor = httpclient.InferInput("pixels", [1, 32, 32], "FP16")
     tensor.set_data_from_numpy(pixels)
     mine, theirs = both(
         gateway,
-        direct,
+        triton_http,
         lambda c: c.infer("gray_fp16", [tensor], request_compression_algorithm=compression),
     )
     np.testing.assert_array_equal(mine.as_numpy("logits"), theirs.as_numpy("logits"))
 
 
-def test_uint8_batch_equals_triton(gateway, direct):
+def test_uint8_batch_equals_triton(gateway, triton_http):
     image = rng.integers(0, 256, (2, 96, 128, 3), dtype=np.uint8)
     tensor = httpclient.InferInput("image", list(image.shape), "UINT8")
     tensor.set_data_from_numpy(image)
-    mine, theirs = both(gateway, direct, lambda c: c.infer("nhwc_uint8", [tensor]))
+    mine, theirs = both(gateway, triton_http, lambda c: c.infer("nhwc_uint8", [tensor]))
     np.testing.assert_array_equal(mine.as_numpy("scores"), theirs.as_numpy("scores"))
 
 
@@ -426,11 +423,14 @@ def test_the_allow_list_filters_statistics_but_not_server_health(listed: httpx.C
 # -- a stopped Triton ------------------------------------------------------------------------------------
 
 
-def test_health_routes_answer_503_when_triton_is_down(stoppable_triton: TritonServer):
-    with serve_gateway(Settings(triton_grpc_url=stoppable_triton.grpc_url)) as url:
+def test_health_routes_answer_503_when_triton_is_down(triton_factory):
+    # A private server with one model: the health routes ask about the server, and one model starts and
+    # stops seconds sooner than all six.
+    server: TritonServer = triton_factory(models=["text_bytes"])
+    with serve_gateway(Settings(triton_grpc_url=server.grpc_url)) as url:
         client = httpclient.InferenceServerClient(url.removeprefix("http://"))
         assert client.is_server_live() and client.is_server_ready()
-        stoppable_triton.stop()
+        server.stop()
         assert not client.is_server_live()
         assert not client.is_server_ready()
         with httpx.Client(base_url=url, timeout=30) as http:

@@ -13,14 +13,9 @@ import pytest
 
 from service.settings import get_settings
 from service.triton import get_client
-from tests.lambda_events import LambdaContext, load_event
+from tests.lambda_events import LambdaContext, body_of, load_event
 
 rng = np.random.default_rng(11)
-
-
-def body_of(response):
-    raw = base64.b64decode(response["body"]) if response["isBase64Encoded"] else response["body"].encode()
-    return json.loads(raw)
 
 
 def densenet_request(x: np.ndarray, **extra) -> bytes:

@@ -3,8 +3,6 @@ handler to the real Triton."""
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +10,7 @@ import onnxruntime
 import pytest
 
 from tests.image_reference import jpeg, reference_tensor
-from tests.lambda_events import LambdaContext, load_event
-
-
-def body_of(response):
-    raw = base64.b64decode(response["body"]) if response["isBase64Encoded"] else response["body"].encode()
-    return json.loads(raw)
+from tests.lambda_events import LambdaContext, body_of, load_event
 
 
 def test_the_event_is_an_image_upload():

@@ -6,25 +6,15 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from localdev.tritonserver import TritonServer
-from tests.lambda_events import LambdaContext, load_event
+from tests.lambda_events import LambdaContext, load_event, raw_body
 
 rng = np.random.default_rng(5)
 Client = httpclient.InferenceServerClient
-
-
-@pytest.fixture(scope="module")
-def direct(triton: TritonServer) -> Iterator[httpclient.InferenceServerClient]:
-    """tritonclient.http on Triton itself: the answers the gateway must give."""
-    client = Client(triton.http_address)
-    yield client
-    client.close()
 
 
 def v2_event(body: bytes, *, path: str | None = None, base64_body: bool = True, **headers: str) -> dict:
@@ -41,10 +31,6 @@ def v2_event(body: bytes, *, path: str | None = None, base64_body: bool = True, 
     return event
 
 
-def raw_body(response: dict) -> bytes:
-    return base64.b64decode(response["body"]) if response["isBase64Encoded"] else response["body"].encode()
-
-
 def densenet_inputs(binary: bool) -> tuple[np.ndarray, list[httpclient.InferInput]]:
     x = rng.random((3, 224, 224), dtype=np.float32)
     tensor = httpclient.InferInput("data_0", [3, 224, 224], "FP32")
@@ -53,7 +39,7 @@ def densenet_inputs(binary: bool) -> tuple[np.ndarray, list[httpclient.InferInpu
 
 
 @pytest.mark.parametrize("base64_body", [True, False], ids=["base64-body", "text-body"])
-def test_v2_json_event_equals_triton(lambda_handler, direct, base64_body):
+def test_v2_json_event_equals_triton(lambda_handler, triton_http, base64_body):
     # GIVEN a v2 JSON request (nested data, an id, a JSON output) as API Gateway delivers it
     _, inputs = densenet_inputs(binary=False)
     outputs = [httpclient.InferRequestedOutput("fc6_1", binary_data=False)]
@@ -67,11 +53,11 @@ def test_v2_json_event_equals_triton(lambda_handler, direct, base64_body):
     assert response["isBase64Encoded"] is False
     mine = Client.parse_response_body(raw_body(response))
     assert mine.get_response()["id"] == "evt-1"
-    theirs = direct.infer("densenet_onnx", inputs, outputs=outputs)
+    theirs = triton_http.infer("densenet_onnx", inputs, outputs=outputs)
     np.testing.assert_array_equal(mine.as_numpy("fc6_1"), theirs.as_numpy("fc6_1"))
 
 
-def test_v2_binary_event_round_trips_exact_bytes(lambda_handler, direct):
+def test_v2_binary_event_round_trips_exact_bytes(lambda_handler, triton_http):
     # GIVEN a binary-tensor request: JSON header, then the raw image; the answer asked for in binary too
     _, inputs = densenet_inputs(binary=True)
     outputs = [httpclient.InferRequestedOutput("fc6_1", binary_data=True)]
@@ -89,12 +75,12 @@ def test_v2_binary_event_round_trips_exact_bytes(lambda_handler, direct):
     header = json.loads(answer[:json_length])
     assert header["outputs"][0]["parameters"] == {"binary_data_size": 4000}
     # ... and decodes to Triton's exact output bytes
-    theirs = direct.infer("densenet_onnx", inputs, outputs=outputs)
+    theirs = triton_http.infer("densenet_onnx", inputs, outputs=outputs)
     assert answer[json_length:] == theirs.as_numpy("fc6_1").tobytes()
     assert len(answer) == json_length + 4000
 
 
-def test_v2_gzip_binary_event_with_bytes_tensors(lambda_handler, direct):
+def test_v2_gzip_binary_event_with_bytes_tensors(lambda_handler, triton_http):
     words = httpclient.InferInput("TEXT", [3], "BYTES")
     words.set_data_from_numpy(np.array([b"lambda", b"", "ünï".encode()], dtype=object))
     body, header_length = Client.generate_request_body([words])
@@ -110,7 +96,7 @@ def test_v2_gzip_binary_event_with_bytes_tensors(lambda_handler, direct):
     mine = Client.parse_response_body(
         raw_body(response), header_length=int(response["headers"]["inference-header-content-length"])
     )
-    theirs = direct.infer("text_bytes", [words])
+    theirs = triton_http.infer("text_bytes", [words])
     for name in ("UPPER", "LENGTHS"):
         np.testing.assert_array_equal(mine.as_numpy(name), theirs.as_numpy(name))
 
