@@ -10,6 +10,8 @@ import numpy as np
 import onnxruntime
 import pytest
 
+from localdev.model_repo import onnx_path
+
 rng = np.random.default_rng(2024)
 
 
@@ -42,7 +44,7 @@ def test_flat_json_data_matches_onnxruntime(client: httpx.Client, densenet):
     np.testing.assert_allclose(np.array(output["data"], np.float32), expected_scores(densenet, x), rtol=1e-5)
 
 
-def test_nested_json_data_gives_the_same_answer_as_flat(client: httpx.Client):
+def test_nested_json_data_gives_the_same_answer_as_flat(client: httpx.Client, densenet):
     x = image_tensor()
     base = {"model": "densenet_onnx", "version": "1", "outputs": [{"name": "fc6_1"}]}
     flat = {
@@ -58,6 +60,7 @@ def test_nested_json_data_gives_the_same_answer_as_flat(client: httpx.Client):
     got_flat = client.post("/infer", json=flat).json()["outputs"][0]["data"]
     got_nested = client.post("/infer", json=nested).json()["outputs"][0]["data"]
     assert got_flat == got_nested
+    np.testing.assert_allclose(np.array(got_nested, np.float32), expected_scores(densenet, x), rtol=1e-5)
 
 
 def test_b64_in_and_out_matches_onnxruntime(client: httpx.Client, densenet):
@@ -95,7 +98,7 @@ def test_request_id_is_echoed(client: httpx.Client):
     assert client.post("/infer", json=body).json()["id"] == "req-42"
 
 
-def test_bytes_and_batched_models_through_infer(client: httpx.Client):
+def test_bytes_and_batched_models_through_infer(client: httpx.Client, model_repository):
     text = client.post(
         "/infer",
         json={
@@ -119,7 +122,15 @@ def test_bytes_and_batched_models_through_infer(client: httpx.Client):
         },
     )
     assert batched.status_code == 200, batched.text
-    assert batched.json()["outputs"][0]["shape"] == [2, 10]
+    [probs] = batched.json()["outputs"]
+    assert probs["shape"] == [2, 10]
+    # No version named: Triton's policy serves the latest, 2.
+    assert batched.json()["model_version"] == "2"
+    session = onnxruntime.InferenceSession(
+        str(onnx_path(model_repository, "classifier_batched", 2)), providers=["CPUExecutionProvider"]
+    )
+    want = session.run(None, {"INPUT": batch})[0]
+    np.testing.assert_allclose(np.array(probs["data"], np.float32).reshape(2, 10), want, rtol=1e-5)
 
 
 def tensor(**overrides):
