@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from service.access_log import AccessLogMiddleware
 from service.errors import GatewayError, describe_validation_errors
 from service.protocol.schemas import InferRequest, V2InferRequest
 from service.root_path import RootPathMiddleware
@@ -57,6 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(infer.router)
     app.include_router(v2.router)
     _install_error_handlers(app)
+    # Outside the error handlers, so every answer is logged (envelopes included), with the path as the
+    # caller sent it: the root-path middleware, added after it, runs first.
+    app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RootPathMiddleware, api_root_path=settings.api_root_path)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

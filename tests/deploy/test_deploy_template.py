@@ -221,7 +221,7 @@ def test_gateway_function_is_an_image_in_the_vpc_with_the_app_settings(translate
     assert function["MemorySize"] == {"Ref": "GatewayMemorySize"}
     assert function["Timeout"] == {"Ref": "GatewayTimeout"}
     assert function["VpcConfig"]["SecurityGroupIds"] == [{"Ref": "GatewaySecurityGroup"}]
-    assert function["LoggingConfig"]["LogGroup"] == {"Ref": "GatewayLogGroup"}
+    assert function["LoggingConfig"] == {"LogGroup": {"Ref": "GatewayLogGroup"}, "LogFormat": "JSON"}
     assert "RetentionInDays" in translated["Resources"]["GatewayLogGroup"]["Properties"]
     env = function["Environment"]["Variables"]
     assert env["TRITON_GRPC_URL"] == {"Fn::Sub": "${TritonNlb.DNSName}:8001"}

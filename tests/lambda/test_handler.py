@@ -125,3 +125,14 @@ def test_rest_events_use_the_fast_base64_body(lambda_handler):
     assert isinstance(chosen, RestApiEvent)
     assert chosen.body == b'{"inputs": []}'
     assert lambda_handler.infer(load_event("health"), LambdaContext()).body == b""
+
+
+def test_each_request_is_logged_with_api_gateways_request_id(lambda_handler, caplog):
+    caplog.set_level("INFO", logger="service.access")
+    event = load_event("infer", b'{"name": "Test inference"}')
+    lambda_handler(event, LambdaContext())
+    [record] = [r for r in caplog.records if r.name == "service.access"]
+    assert (record.method, record.path, record.status) == ("POST", "/api/infer", 400)
+    assert record.api_request_id == event["requestContext"]["requestId"]
+    assert record.duration_ms > 0
+    assert record.getMessage().startswith("POST /api/infer 400 ")
