@@ -59,7 +59,7 @@ async def _triton(settings: SettingsDep) -> TritonClient:
 TritonDep = Annotated[TritonClient, Depends(_triton)]
 
 
-def request_budget(request: Request, settings: Settings, seconds: float) -> float:
+def _request_budget(request: Request, seconds: float) -> float:
     """``seconds``, capped by API Gateway's limit and, under Lambda, by the invocation's remaining time."""
     budget = min(seconds, API_GATEWAY_LIMIT_SECONDS - 1.0)
     context = request.scope.get("aws.context")
@@ -70,10 +70,16 @@ def request_budget(request: Request, settings: Settings, seconds: float) -> floa
 
 
 async def _deadline(request: Request, settings: SettingsDep) -> Deadline:
-    return Deadline(request_budget(request, settings, settings.triton_timeout_seconds))
+    return Deadline(_request_budget(request, settings.triton_timeout_seconds))
+
+
+async def _health_deadline(request: Request, settings: SettingsDep) -> Deadline:
+    return Deadline(_request_budget(request, settings.health_timeout_seconds))
 
 
 DeadlineDep = Annotated[Deadline, Depends(_deadline)]
+# The health probes' shorter deadline, so they answer soon even when Triton hangs.
+HealthDeadlineDep = Annotated[Deadline, Depends(_health_deadline)]
 
 
 async def read_body(request: Request, settings: Settings) -> bytes:

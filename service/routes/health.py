@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from service.errors import GatewayError, TritonTimeout
 from service.protocol.schemas import HealthBody
-from service.routes.common import SettingsDep, TritonDep, json_response, request_budget
-from service.triton import Deadline
+from service.routes.common import HealthDeadlineDep, SettingsDep, TritonDep, json_response
 
 router = APIRouter(tags=["health"])
 
@@ -19,9 +18,8 @@ router = APIRouter(tags=["health"])
     response_model=HealthBody,
     responses={503: {"model": HealthBody, "description": "Triton is unreachable or not ready"}},
 )
-def health(request: Request, settings: SettingsDep, triton: TritonDep) -> Response:
+def health(settings: SettingsDep, triton: TritonDep, deadline: HealthDeadlineDep) -> Response:
     """200 when Triton is live and ready; 503 with the reason otherwise."""
-    deadline = Deadline(request_budget(request, settings, settings.health_timeout_seconds))
     body = HealthBody(status="unhealthy", triton="unavailable", default_model=settings.default_model)
     try:
         if not (triton.server_live(deadline) and triton.server_ready(deadline)):

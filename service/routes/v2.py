@@ -31,6 +31,7 @@ from service.protocol.tensors import check_inputs
 from service.routes.common import (
     ERROR_RESPONSES,
     DeadlineDep,
+    HealthDeadlineDep,
     SettingsDep,
     TritonDep,
     api_key,
@@ -40,7 +41,6 @@ from service.routes.common import (
     parse_json,
     raw_json_body,
     read_body,
-    request_budget,
 )
 from service.settings import Settings
 from service.triton import Deadline, TritonClient
@@ -80,10 +80,6 @@ def _versioned(version: Annotated[str, Path(description="model version, e.g. 2")
     """Declares the path's ``{version}`` for OpenAPI; the handlers read it through ``Version``."""
 
 
-def _health_deadline(request: Request, settings: Settings) -> Deadline:
-    return Deadline(request_budget(request, settings, settings.health_timeout_seconds))
-
-
 # -- the server ------------------------------------------------------------------------------------------
 
 
@@ -96,17 +92,17 @@ def server_metadata(triton: TritonDep, deadline: DeadlineDep) -> Response:
 
 
 @router.get("/health/live", summary="Is Triton live", responses=_HEALTH_RESPONSES)
-def server_live(request: Request, settings: SettingsDep, triton: TritonDep) -> Response:
+def server_live(triton: TritonDep, deadline: HealthDeadlineDep) -> Response:
     """200 when Triton is live; 400 when it answers that it is not; 503/504 when it does not answer."""
-    if not triton.server_live(_health_deadline(request, settings)):
+    if not triton.server_live(deadline):
         raise NotReady("Triton is not live")
     return Response(status_code=200)
 
 
 @router.get("/health/ready", summary="Is Triton ready", responses=_HEALTH_RESPONSES)
-def server_ready(request: Request, settings: SettingsDep, triton: TritonDep) -> Response:
+def server_ready(triton: TritonDep, deadline: HealthDeadlineDep) -> Response:
     """200 when Triton is ready; 400 when it answers that it is not; 503/504 when it does not answer."""
-    if not triton.server_ready(_health_deadline(request, settings)):
+    if not triton.server_ready(deadline):
         raise NotReady("Triton is not ready")
     return Response(status_code=200)
 
@@ -133,11 +129,11 @@ def model_metadata(
 
 @models.get("/ready", summary="Is the model ready", responses=_HEALTH_RESPONSES | {404: ERROR_RESPONSES[404]})
 def model_ready(
-    request: Request, model: str, version: Version, settings: SettingsDep, triton: TritonDep
+    model: str, version: Version, settings: SettingsDep, triton: TritonDep, deadline: HealthDeadlineDep
 ) -> Response:
     """200 when Triton can run the model; 400 when it cannot (unknown to Triton, or not loaded)."""
     ensure_allowed(settings, model)
-    if not triton.model_ready(model, version, _health_deadline(request, settings)):
+    if not triton.model_ready(model, version, deadline):
         raise NotReady(f"model {model!r}{f' version {version!r}' if version else ''} is not ready")
     return Response(status_code=200)
 
