@@ -11,7 +11,6 @@ Scaling is computed in float32 and then cast (image_client scales FP16 inputs in
 
 from __future__ import annotations
 
-import binascii
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,12 +18,11 @@ from typing import Any, get_args
 
 import numpy as np
 import numpy.typing as npt
-import pybase64
 from PIL import Image, UnidentifiedImageError
 
 from service.errors import BadRequest
 from service.protocol.metadata import ModelInfo
-from service.protocol.tensors import NUMPY_DTYPES, Tensor
+from service.protocol.tensors import NUMPY_DTYPES, Tensor, base64_bytes
 from service.settings import ImageScaling
 
 Array = npt.NDArray[Any]
@@ -144,10 +142,7 @@ def decode_base64(text: str, field: str) -> bytes:
         header, comma, text = text.partition(",")
         if not comma or not header.endswith(";base64"):
             raise BadRequest(f"{field}: a data URL must be base64 (data:image/jpeg;base64,...)")
-    try:
-        return pybase64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequest(f"{field}: not valid base64 ({exc})") from None
+    return base64_bytes(text, field)
 
 
 def load_image(data: bytes, target: ImageInput, field: str, max_pixels: int) -> Array:

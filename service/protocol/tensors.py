@@ -78,13 +78,18 @@ def element_count(shape: Sequence[int]) -> int:
     return math.prod(shape)
 
 
+def base64_bytes(text: str, field: str) -> bytes:
+    """Strict base64 (no stray characters) decoded; 400 naming ``field`` when it is not."""
+    try:
+        return pybase64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest(f"{field}: not valid base64 ({exc})") from None
+
+
 def decode_input(tensor: TensorIn, field: str) -> Tensor:
     """The numpy form of a JSON or base64 input; ``field`` names it in errors, e.g. ``inputs[0]``."""
     if tensor.b64 is not None:
-        try:
-            raw = pybase64.b64decode(tensor.b64, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise BadRequest(f"{field}.b64: not valid base64 ({exc})") from None
+        raw = base64_bytes(tensor.b64, f"{field}.b64")
         array = from_raw_bytes(raw, tensor.datatype, tensor.shape, f"{field}.b64")
     elif tensor.data is not None:
         array = from_json_data(tensor.data, tensor.datatype, tensor.shape, f"{field}.data")

@@ -91,13 +91,12 @@ async def infer(
     body = await read_body(request, settings)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     # Decoding and the gRPC calls block: keep them off the event loop.
-    if media in IMAGE_TYPES:
-        uploads = [("image", body)]
-        return await run_in_threadpool(
-            _infer_images, uploads, model, version, top_k, "", settings, triton, deadline
+    if media in IMAGE_TYPES or media == "multipart/form-data":
+        uploads = (
+            [("image", body)]
+            if media in IMAGE_TYPES
+            else _form_images(body, request.headers["content-type"], settings)
         )
-    if media == "multipart/form-data":
-        uploads = _form_images(body, request.headers["content-type"], settings)
         return await run_in_threadpool(
             _infer_images, uploads, model, version, top_k, "", settings, triton, deadline
         )
