@@ -9,6 +9,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.request_context import set_request_id
+
 log = logging.getLogger("service.access")
 
 
@@ -24,6 +26,7 @@ class AccessLogMiddleware:
             return
         began = time.perf_counter()
         status = 500
+        set_request_id(_api_request_id(scope))
 
         async def send_and_note(message: Message) -> None:
             nonlocal status
@@ -45,7 +48,15 @@ def _record(scope: Scope, status: int, milliseconds: float) -> None:
         "status": status,
         "duration_ms": round(milliseconds, 2),
     }
+    api_request_id = _api_request_id(scope)
+    if api_request_id is not None:
+        fields["api_request_id"] = api_request_id
+    log.info("%s %s %d %.1f ms", fields["method"], fields["path"], status, milliseconds, extra=fields)
+
+
+def _api_request_id(scope: Scope) -> str | None:
     event = scope.get("aws.event")
     if isinstance(event, dict):
-        fields["api_request_id"] = (event.get("requestContext") or {}).get("requestId")
-    log.info("%s %s %d %.1f ms", fields["method"], fields["path"], status, milliseconds, extra=fields)
+        request_id = (event.get("requestContext") or {}).get("requestId")
+        return request_id if isinstance(request_id, str) else None
+    return None
