@@ -62,6 +62,10 @@ class TritonUnavailable(GatewayError):
     status = 503
 
 
+class TritonOverloaded(TritonUnavailable):
+    """Triton shed the request (its queue policy's timeout or size): retry later, with ``Retry-After``."""
+
+
 class TritonTimeout(GatewayError):
     """Triton did not answer within the request's deadline."""
 

@@ -42,8 +42,8 @@ def test_unknown_models_and_versions_are_not_found(triton: TritonServer):
     client.close()
 
 
-@pytest.mark.parametrize(("idle_reconnect", "channels"), [(0.0, 2), (3600.0, 1)], ids=["idle", "busy"])
-def test_unavailable_is_retried_on_a_fresh_channel_only_after_idleness(
+@pytest.mark.parametrize(("idle_reconnect", "channels"), [(0.0, 3), (3600.0, 2)], ids=["idle", "busy"])
+def test_a_broken_connection_is_retried_once_on_a_fresh_channel_a_down_triton_only_after_idleness(
     triton_factory, idle_reconnect, channels
 ):
     # GIVEN a client that has just talked to Triton
@@ -52,9 +52,15 @@ def test_unavailable_is_retried_on_a_fresh_channel_only_after_idleness(
     assert client.server_live(Deadline(5))
     # WHEN Triton goes away
     server.stop()
-    # THEN the call fails UNAVAILABLE, without Triton's address, after one fresh channel only when idle
+    # THEN the call, whose connection just broke, is retried once on a fresh channel, and fails UNAVAILABLE
+    # without Triton's address
     with pytest.raises(TritonUnavailable) as caught:
         client.server_live(Deadline(5))
     assert caught.value.message == "Triton is unavailable; try again shortly"
+    assert client.channels_opened == 2
+    # WHEN Triton stays down THEN a call on that fresh channel, which Triton never answered, gets another
+    # fresh channel only after idleness: a Triton that is down costs one attempt per call, not two
+    with pytest.raises(TritonUnavailable):
+        client.server_live(Deadline(5))
     assert client.channels_opened == channels
     client.close()
