@@ -231,7 +231,7 @@ backend: "python"
 max_batch_size: 1
 input [ {{ name: "X" data_type: TYPE_INT32 dims: [ 1 ] }} ]
 output [ {{ name: "Y" data_type: TYPE_INT32 dims: [ 1 ] }} ]
-# One instance sleeping {SLEEP_MS} ms per execution: at most {1000 // SLEEP_MS} inferences/s per Triton, on any CPU.
+# One instance sleeping {SLEEP_MS} ms per execution: at most {1000 // SLEEP_MS} inferences/s per Triton.
 {_instances(1)}
 parameters {{ key: "sleep_ms" value: {{ string_value: "{SLEEP_MS}" }} }}
 # 150 ms = 7.5 executions: a burst sheds within ~150 ms while ~46 of 50 req/s are still served.
