@@ -154,6 +154,12 @@ class Fleet:
 
     def add_triton(self) -> str:
         """Start one more Triton and register it with the balancer once ready (a scale-out); its name."""
+        name = self.start_triton()
+        self.register(name)
+        return name
+
+    def start_triton(self) -> str:
+        """Start one more Triton, not yet registered with the balancer (an instance still warming up)."""
         name = f"t{self._next}"
         self._next += 1
         server = TritonServer(
@@ -165,9 +171,13 @@ class Fleet:
         )
         self.tritons[name] = server
         server.start()
+        return name
+
+    def register(self, name: str) -> None:
+        """Register a started Triton with the balancer and wait for its health check to pass."""
+        server = self.tritons[name]
         self.balancer.add(name, server.grpc_port, server.http_port)
         self.balancer.wait_status(name, "UP")
-        return name
 
     def drain(self, name: str) -> None:
         """Deregistration as the NLB does it: no new connection to ``name``; open ones carry on."""

@@ -242,21 +242,24 @@ class TritonClient:
 
     def _acquire(self) -> _Pooled:
         # The current channel, replaced once past its max age; the caller must _release it.
+        idle: _Pooled | None = None
         with self._lock:
             current = self._pooled
             if current is not None and current.expires <= time.monotonic():
-                self._retire_locked(current)
+                idle = self._retire_locked(current)
                 current = None
             if current is None:
                 current = self._pooled = _Pooled(self._url, self._channel_max_age)
                 self._opened += 1
             current.in_flight += 1
-            return current
+        if idle is not None:
+            idle.channel.close()
+        return current
 
     def _release(self, pooled: _Pooled) -> None:
         with self._lock:
             pooled.in_flight -= 1
-            closing = pooled.retired and pooled.in_flight == 0
+            closing = pooled.retired and pooled.in_flight == 0 and pooled in self._retired
             if closing:
                 self._retired.discard(pooled)
         if closing:
@@ -264,16 +267,23 @@ class TritonClient:
 
     def _retire(self, pooled: _Pooled) -> None:
         with self._lock:
-            self._retire_locked(pooled)
+            idle = self._retire_locked(pooled)
+        if idle is not None:
+            idle.channel.close()
 
-    def _retire_locked(self, pooled: _Pooled) -> None:
+    def _retire_locked(self, pooled: _Pooled) -> _Pooled | None:
         # New calls go to a new channel; calls still running on this one finish there, and the last one
-        # to finish closes it (closing it now would cancel them).
+        # to finish closes it (closing it now would cancel them). Returns the channel to close now when
+        # none is running on it.
         if self._pooled is pooled:
             self._pooled = None
-        if not pooled.retired:
-            pooled.retired = True
-            self._retired.add(pooled)
+        if pooled.retired:
+            return None
+        pooled.retired = True
+        if pooled.in_flight == 0:
+            return pooled
+        self._retired.add(pooled)
+        return None
 
     def _call(
         self,
