@@ -21,10 +21,12 @@ from localdev.paths import LOCAL_DIR, LOG_DIR
 from localdev.tritonserver import free_port
 
 BACKEND = "triton"
-# Checked every 250 ms; two failures mark a server down (~0.5 s, the NLB's is >= 10 s), two passes up.
+# Checked every 500 ms; two failures mark a server down (~1 s for a dead one, whose port refuses at once;
+# the NLB's is >= 10 s), two passes up. A check may take up to `timeout check` (2 s): on a busy machine a
+# live Triton's answer can take longer than the interval, and must not mark it down.
 # shutdown-sessions: connections to a server marked down are closed, as the NLB's connection termination
 # for unhealthy targets does, so clients reconnect to a healthy one at once instead of waiting on a dead peer.
-_SERVER_OPTIONS = "check inter 250ms fall 2 rise 2 on-marked-down shutdown-sessions"
+_SERVER_OPTIONS = "check inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions"
 
 
 class HAProxyError(RuntimeError):
@@ -75,13 +77,16 @@ global
 
 defaults
     mode tcp
-    timeout connect 1s
+    # A refused connection is retried after min(timeout connect, 1 s): kept short, and every retry may go to
+    # another server (redispatch 1), so a connection that reaches a just-killed Triton lands on a live one
+    # within ~0.5 s, before the health check marks the dead one down and shuts its sessions.
+    timeout connect 500ms
+    timeout check 2s
     # Long idle timeouts: pooled gRPC channels sit idle between bursts, as behind the NLB (350 s idle).
     timeout client 350s
     timeout server 350s
-    # A connection refused by a dead server is retried on another one before the health check notices.
     retries 3
-    option redispatch
+    option redispatch 1
 
 frontend grpc
     bind {self.host}:{self.port}

@@ -129,8 +129,13 @@ def test_local_densenet_sheds_and_caches_like_production(repo: Path) -> None:
     assert local.response_cache.enable
 
 
-@pytest.mark.parametrize(("model", "cached"), [("sleep_model", False), ("sleep_cached", True)])
-def test_sleep_models_cost_time_one_execution_at_a_time(repo: Path, model: str, cached: bool) -> None:
+@pytest.mark.parametrize(
+    ("model", "cached", "queue_timeout_us"),
+    [("sleep_model", False, 150_000), ("sleep_cached", True, 150_000), ("sleep_patient", False, 2_000_000)],
+)
+def test_sleep_models_cost_time_one_execution_at_a_time(
+    repo: Path, model: str, cached: bool, queue_timeout_us: int
+) -> None:
     config = parse_config(repo / model / "config.pbtxt")
     # One instance, one request per execution: 20 ms each caps one Triton at 50 inferences/s on any CPU.
     assert config.max_batch_size == 1
@@ -138,5 +143,5 @@ def test_sleep_models_cost_time_one_execution_at_a_time(repo: Path, model: str, 
         (1, model_config_pb2.ModelInstanceGroup.KIND_CPU)
     ]
     assert config.parameters["sleep_ms"].string_value == "20"
-    assert _shedding_policy(config).default_timeout_microseconds == 150_000
+    assert _shedding_policy(config).default_timeout_microseconds == queue_timeout_us
     assert config.response_cache.enable == cached
