@@ -163,12 +163,12 @@ def main() -> None:
         with make_fleet(repository, Path(work) / "a", args.max_age) as fleet:
             spare = fleet.start_triton()
             print(f"fleet: 1 Triton ({CAPACITY:.0f} inferences/s), 4 gateways, max age {args.max_age:.0f} s")
-            one = throughput(fleet, "1 Triton", 1.5 * CAPACITY)
+            one = throughput(fleet, "1 Triton", 1.2 * CAPACITY)
             overload(fleet)
             cache(fleet)
             share_over_time(fleet, spare, f"max age {args.max_age:.0f} s", seconds=args.max_age + 10)
             time.sleep(1)
-            two = throughput(fleet, "2 Tritons", 3 * CAPACITY)
+            two = throughput(fleet, "2 Tritons", 2.4 * CAPACITY)
             print(f"  2 Tritons / 1 Triton: {two / one:.2f}x")
             drain_and_kill(fleet, args.max_age)
         with make_fleet(repository, Path(work) / "b", 0) as fleet:
