@@ -54,11 +54,27 @@ class AccessLogMiddleware:
 
 
 def _route(scope: Scope) -> str:
-    # The route's template (``/v2/models/{model}/infer``), not the path: a metric dimension must stay
-    # low-cardinality, and unknown paths (404s) would each make a new one.
-    route: Any = scope.get("route")
-    path = getattr(route, "path", "")
-    return path if isinstance(path, str) else ""
+    """The matched route's template (``/v2/models/{model}/infer``), or ``""`` when no route matched.
+
+    Not the path: a metric dimension must stay low-cardinality, and model names or unknown paths would each
+    make a new one. Rebuilt from the path and its parameters, because a route inside an included router
+    knows only its own part of the template."""
+    if scope.get("route") is None:
+        return ""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    segments = path.removeprefix(root).split("/") if root and path.startswith(root) else path.split("/")
+    params: dict[str, Any] = scope.get("path_params") or {}
+    # Right to left, each parameter takes the last segment still holding its value: a model named like a
+    # literal segment ("models") is told apart from the literal before it.
+    taken: set[int] = set()
+    for name, value in reversed(params.items()):
+        for i in range(len(segments) - 1, -1, -1):
+            if i not in taken and segments[i] == str(value):
+                segments[i] = f"{{{name}}}"
+                taken.add(i)
+                break
+    return "/".join(segments)
 
 
 def _api_request_id(scope: Scope) -> str | None:
