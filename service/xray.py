@@ -10,6 +10,7 @@ Only under Lambda (``LAMBDA_TASK_ROOT``), and only when the invocation's ``_X_AM
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
@@ -109,6 +110,7 @@ def _socket() -> socket.socket:
     if _sock is None:
         _sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         _sock.setblocking(False)
+        atexit.register(_sock.close)
     return _sock
 
 
