@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.image_reference import jpeg
 from tests.lambda_events import LambdaContext, load_event
 from tests.telemetry import ROOT, access_records, emf_documents, metric, metric_names, xray_daemon
 
@@ -72,16 +73,17 @@ def test_one_access_record_with_every_id(lambda_handler, capsys, traced, caplog)
     assert metric(doc, "TritonLatency")[0] == "Milliseconds"
 
 
-def test_a_bad_request_counts_as_4xx_without_touching_triton(lambda_handler, capsys):
+def test_a_bad_body_counts_as_4xx_of_its_model_and_runs_nothing(lambda_handler, capsys):
     response, [doc], [record] = invoke(lambda_handler, capsys, load_event("infer", b'{"name": "x"}'))
     assert response["statusCode"] == 400
-    assert doc["status_class"] == "4xx"
-    assert metric(doc, "Requests")[1:] == (
-        [1],
-        [["service"], ["service", "status_class"], ["service", "route", "status_class"]],
-    )
-    assert "TritonLatency" not in metric_names(doc) and "TritonUnavailable" not in metric_names(doc)
-    assert "triton_calls" not in record and record["status"] == 400
+    assert (doc["status_class"], doc["model"]) == ("4xx", "densenet_onnx")  # the default model
+    by_status = [["service", "status_class"], ["service", "route", "status_class"]]
+    assert metric(doc, "Requests")[1:] == ([1], [["service"], *by_status, ["service", "model"]])
+    # The model was looked up (perhaps from the cache), nothing was run, and Triton did not fail.
+    assert "TritonLatency" not in metric_names(doc)
+    for name in {"TritonUnavailable", "TritonDeadline", "TritonRejected"} & metric_names(doc):
+        assert metric(doc, name)[1] == [0]
+    assert record["status"] == 400 and "triton_errors" not in record
 
 
 def test_each_triton_call_is_a_subsegment_of_the_invocation(lambda_handler, capsys, traced):
@@ -133,6 +135,7 @@ def test_the_first_invocation_of_a_process_is_its_cold_start():
     probe = """
 import sys
 sys.path.insert(0, ".")
+from tests.image_reference import jpeg
 from tests.lambda_events import LambdaContext, load_event
 import service.lambda_handler as entry
 for _ in range(2):
@@ -148,3 +151,25 @@ for _ in range(2):
     assert "ColdStart" not in metric_names(second)
     records = access_records(out)
     assert [r.get("cold_start", False) for r in records] == [True, False]
+
+
+def test_images_fanned_out_are_each_a_subsegment_of_the_same_request(lambda_handler, capsys, traced):
+    # GIVEN three photos for densenet_onnx, which does not batch: three concurrent Triton calls
+    images = [base64.b64encode(jpeg(320, 240, seed=seed)).decode() for seed in range(3)]
+    event = load_event("infer", json.dumps({"images": images, "top_k": 1}))
+    response, [doc], [record] = invoke(lambda_handler, capsys, event)
+    assert response["statusCode"] == 200, response["body"][:300]
+
+    # THEN the metrics count the images and time each call
+    assert metric(doc, "ImagesDecoded")[:2] == ("Count", [3])
+    unit, latencies, _ = metric(doc, "TritonLatency")
+    assert unit == "Milliseconds" and len(latencies) == 3
+    assert record["images"] == 3
+    # AND each call, made on a pool thread, is a subsegment of this request's, as is the decoding
+    segments = traced.segments(want=record["triton_calls"] + 2)
+    [gateway] = [s for s in segments if s["name"] == "gateway"]
+    calls = [s for s in segments if s["name"] == "Triton ModelInfer"]
+    [decode] = [s for s in segments if s["name"] == "decode images"]
+    assert len(calls) == 3 and {s["parent_id"] for s in calls} == {gateway["id"]}
+    assert decode["parent_id"] == gateway["id"] and "namespace" not in decode
+    assert decode["end_time"] <= min(s["start_time"] for s in calls)
