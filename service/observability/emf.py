@@ -1,22 +1,41 @@
 """One request's metrics as one CloudWatch Embedded Metric Format document on stdout.
 
-Powertools' EMF provider checks the names and units and serialises the alarmable aggregate (dimension
-``service`` only); the per-status, per-route and per-model breakdowns are further directives of the same
-document over a subset of its metrics: every metric of a directive is published under each of its dimension
-sets, and each (metric, dimensions) pair is a billed custom metric."""
+The alarmable aggregates are a directive with the dimension ``service`` only; the per-status, per-route and
+per-model breakdowns are further directives of the same document over a subset of its metrics (every metric
+of a directive is published under each of its dimension sets, and each (metric, dimensions) pair is a billed
+custom metric).
+
+The document is assembled here, with Powertools' ``MetricUnit`` names, rather than through Powertools'
+``Metrics`` provider: its ``add_metric`` validates and debug-formats on every call, ~110 µs for one
+request's metrics against ~10 µs for this (``bench/observability.py``), and it writes one directive only."""
 
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import orjson
-from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+from aws_lambda_powertools.metrics import MetricUnit
 
 from service.observability.observation import ERROR_METRICS, Finished, RequestObservation
 
+_UNITS: dict[str, MetricUnit] = {
+    "Requests": MetricUnit.Count,
+    "Latency": MetricUnit.Milliseconds,
+    "TritonLatency": MetricUnit.Milliseconds,
+    **dict.fromkeys(ERROR_METRICS.values(), MetricUnit.Count),
+    "RequestBytes": MetricUnit.Bytes,
+    "ResponseBytes": MetricUnit.Bytes,
+    "ImagesDecoded": MetricUnit.Count,
+    "ColdStart": MetricUnit.Count,
+}
+# The metric definitions of the document, built once: {"Name": ..., "Unit": ...}.
+_DEFINITIONS = {name: {"Name": name, "Unit": unit.value} for name, unit in _UNITS.items()}
 _BY_STATUS = ("Requests", "Latency")
 _BY_MODEL = ("Requests", "Latency", "TritonLatency", *ERROR_METRICS.values())
+_STATUS_DIMENSIONS = [["service", "status_class"], ["service", "route", "status_class"]]
+_MODEL_DIMENSIONS = [["service", "model"]]
 
 
 def write(observation: RequestObservation, finished: Finished, namespace: str, service: str) -> None:
@@ -29,42 +48,44 @@ def document(
     observation: RequestObservation, finished: Finished, namespace: str, service: str
 ) -> dict[str, Any]:
     """The EMF document of one finished request."""
-    emf = AmazonCloudWatchEMFProvider(namespace=namespace, service=service)
-    emf.add_metric("Requests", "Count", 1)
-    emf.add_metric("Latency", "Milliseconds", round(finished.ms, 3))
-    for value in observation.infer_ms:
-        emf.add_metric("TritonLatency", "Milliseconds", round(value, 3))
+    values: dict[str, Any] = {"Requests": 1, "Latency": round(finished.ms, 3)}
+    if observation.infer_ms:
+        values["TritonLatency"] = [round(ms, 3) for ms in observation.infer_ms]
     if observation.triton_calls:
         # 0 or 1 on every request that reached Triton, so an alarm can take the error rate (Average).
         for kind, name in ERROR_METRICS.items():
-            emf.add_metric(name, "Count", int(kind in observation.errors))
-    emf.add_metric("RequestBytes", "Bytes", observation.bytes_in)
-    emf.add_metric("ResponseBytes", "Bytes", observation.bytes_out)
+            values[name] = int(kind in observation.errors)
+    values["RequestBytes"] = observation.bytes_in
+    values["ResponseBytes"] = observation.bytes_out
     if observation.images:
-        emf.add_metric("ImagesDecoded", "Count", observation.images)
+        values["ImagesDecoded"] = observation.images
     if finished.cold:
-        emf.add_metric("ColdStart", "Count", 1)
+        values["ColdStart"] = 1
 
-    doc: dict[str, Any] = dict(emf.serialize_metric_set())
-    directives: list[dict[str, Any]] = doc["_aws"]["CloudWatchMetrics"]
-    definitions = {metric["Name"]: metric for metric in directives[0]["Metrics"]}
-    doc.update(status_class=finished.status_class, route=finished.route or "unmatched")
-    directives.append(
+    directives = [
+        {"Namespace": namespace, "Dimensions": [["service"]], "Metrics": [_DEFINITIONS[n] for n in values]},
         {
             "Namespace": namespace,
-            "Dimensions": [["service", "status_class"], ["service", "route", "status_class"]],
-            "Metrics": [definitions[name] for name in _BY_STATUS],
-        }
-    )
+            "Dimensions": _STATUS_DIMENSIONS,
+            "Metrics": [_DEFINITIONS[n] for n in _BY_STATUS],
+        },
+    ]
+    doc: dict[str, Any] = {
+        "_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": directives},
+        "service": service,
+        "status_class": finished.status_class,
+        "route": finished.route or "unmatched",
+    }
     if observation.model:
         doc["model"] = observation.model
         directives.append(
             {
                 "Namespace": namespace,
-                "Dimensions": [["service", "model"]],
-                "Metrics": [definitions[name] for name in _BY_MODEL if name in definitions],
+                "Dimensions": _MODEL_DIMENSIONS,
+                "Metrics": [_DEFINITIONS[n] for n in _BY_MODEL if n in values],
             }
         )
+    doc.update(values)
     # Searchable in the log line (CloudWatch Logs Insights), never a dimension.
     doc["request_id"] = observation.request_id
     return doc

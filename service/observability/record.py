@@ -8,6 +8,7 @@ import logging
 import sys
 from typing import Any
 
+import orjson
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from service.observability.observation import Finished, RequestObservation
@@ -18,7 +19,8 @@ log = logging.getLogger("service.access")
 def configure(service: str) -> None:
     """Send access records to stdout as JSON, once: not again through the root logger (the Lambda
     runtime's or uvicorn's handler)."""
-    log.handlers = [_StdoutHandler(LambdaPowertoolsFormatter(service=service, utc=True))]
+    formatter = LambdaPowertoolsFormatter(service=service, utc=True, use_rfc3339=True, json_serializer=_dumps)
+    log.handlers = [_StdoutHandler(formatter)]
     log.propagate = False
 
 
@@ -56,6 +58,11 @@ def write(observation: RequestObservation, finished: Finished) -> None:
     log.info(
         "%s %s %d %.1f ms", observation.method, observation.path, finished.status, finished.ms, extra=fields
     )
+
+
+def _dumps(record: Any) -> str:
+    # orjson: a third of json.dumps' time; str() for whatever else a record carries, as Powertools does.
+    return orjson.dumps(record, default=str).decode()
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
