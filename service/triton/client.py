@@ -243,7 +243,9 @@ class TritonClient:
         except grpc.RpcError as first:
             # A channel that sat idle (a frozen Lambda, an NLB that dropped the flow, a restarted Triton)
             # may be dead or in reconnect back-off; one fresh channel tells that apart from Triton being down.
-            if first.code() != grpc.StatusCode.UNAVAILABLE or idle < self._idle_reconnect:
+            # A request Triton shed came from a live Triton: no fresh channel (closing this one would
+            # cancel the calls of other requests on it).
+            if first.code() != grpc.StatusCode.UNAVAILABLE or idle < self._idle_reconnect or _shed(first):
                 raise self._translate(first, deadline, model) from None
             self._reopen(stub)
         try:
@@ -267,14 +269,14 @@ class TritonClient:
         self, error: grpc.RpcError, deadline: Deadline, model: tuple[str, str] | None
     ) -> GatewayError:
         code = error.code()
-        if code != grpc.StatusCode.UNAVAILABLE:
+        if code != grpc.StatusCode.UNAVAILABLE or _shed(error):
             self._last_answer = time.monotonic()  # Triton answered, so the channel is alive
         details = self._scrub(error.details() or "")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return TritonTimeout(f"Triton did not answer within the {deadline.budget:.1f} s deadline")
         if code == grpc.StatusCode.NOT_FOUND:
             return ModelNotFound(_not_served(model) if model else details)
-        if code == grpc.StatusCode.UNAVAILABLE and any(m in details.lower() for m in _SHED_MESSAGES):
+        if _shed(error):
             return TritonRejected(f"Triton is overloaded: {details}", {"Retry-After": "1"})
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             # gRPC's text here names the address it failed to reach: keep it out of the answer.
@@ -287,6 +289,12 @@ class TritonClient:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._url, "triton").replace(self._host, "triton")
+
+
+def _shed(error: grpc.RpcError) -> bool:
+    """Whether Triton refused the request for overload (it answered: the channel is alive)."""
+    details = (error.details() or "").lower()
+    return error.code() == grpc.StatusCode.UNAVAILABLE and any(m in details for m in _SHED_MESSAGES)
 
 
 def _set_parameter(parameter: service_pb2.InferParameter, value: Any, key: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -148,3 +149,52 @@ def test_tritons_log_lines_carry_the_access_records_request_id(triton_factory):
     for request_id in (record["request_id"], v2_record["request_id"]):
         assert f"[request id: {request_id}]" in log
     assert "[request id: callers-own-id]" not in log
+
+
+QUEUED_MODEL_CONFIG = """\
+name: "queued_model"
+backend: "python"
+max_batch_size: 1
+input [ { name: "DELAY_MS" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "ECHO" data_type: TYPE_INT32 dims: [ 1 ] } ]
+# One instance and room for one waiting request: Triton sheds the rest ("Exceeds maximum queue size").
+dynamic_batching { default_queue_policy { max_queue_size: 1 } }
+instance_group [ { count: 1 kind: KIND_CPU } ]
+"""
+
+
+@pytest.fixture
+def queued_triton(model_repository, triton_log_dir, tmp_path) -> Iterator[TritonServer]:
+    """A Triton serving only ``queued_model``: the slow model behind a queue of one."""
+    repository = tmp_path / "repository"
+    (repository / "queued_model" / "1").mkdir(parents=True)
+    (repository / "queued_model" / "config.pbtxt").write_text(QUEUED_MODEL_CONFIG)
+    code = (model_repository / "slow_model" / "1" / "model.py").read_bytes()
+    (repository / "queued_model" / "1" / "model.py").write_bytes(code)
+    with TritonServer(repository, log_dir=triton_log_dir, log_name="queued_model") as server:
+        yield server
+
+
+def test_requests_triton_sheds_count_triton_rejected(queued_triton):
+    # GIVEN a model that runs one request at a time and queues one more
+    body = {"inputs": [{"name": "DELAY_MS", "datatype": "INT32", "shape": [1, 1], "data": [1500]}]}
+    env = {"TRITON_GRPC_URL": queued_triton.grpc_url, "TRITON_TIMEOUT_SECONDS": "8"}
+    with gateway_process(env) as gateway, httpx.Client(base_url=gateway.url, timeout=30) as client:
+        mark = gateway.mark()
+        # WHEN four arrive at once
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(
+                pool.map(lambda _: client.post("/v2/models/queued_model/infer", json=body), range(4))
+            )
+        text = gateway.wait_for(lambda out: len(access_records(out)) >= 4, since=mark)
+    # THEN the ones Triton shed are 503s counted as TritonRejected, not as Triton being down
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses.count(200) >= 1 and 503 in statuses, statuses
+    shed = [a for a in answers if a.status_code == 503]
+    assert all("overloaded" in a.json()["error"] for a in shed)
+    docs = emf_documents(text)
+    assert len(docs) == 4
+    rejected = [doc for doc in docs if aggregate(doc, "TritonRejected") == [1]]
+    assert len(rejected) == len(shed)
+    assert all(aggregate(doc, "TritonUnavailable") == [0] for doc in docs)
+    assert {doc["status_class"] for doc in rejected} == {"5xx"}
