@@ -13,7 +13,7 @@ from service.request_context import set_request_id
 
 
 class AccessLogMiddleware:
-    """Observes every HTTP request when its answer has been sent (or the app failed before it)."""
+    """Observes every HTTP request as its answer is sent (or when the app failed before it)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -32,6 +32,13 @@ class AccessLogMiddleware:
         )
         status = 500
         bytes_in = bytes_out = 0
+        finished = False
+
+        def finish() -> None:
+            nonlocal finished
+            if not finished:
+                finished = True
+                observability.finish_request(observation, status, _route(scope), bytes_in, bytes_out)
 
         async def receive_and_count() -> Message:
             nonlocal bytes_in
@@ -45,12 +52,16 @@ class AccessLogMiddleware:
                 status = message["status"]
             elif message["type"] == "http.response.body":
                 bytes_out += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Written before the last byte goes out, so a caller holding the answer knows the
+                    # lines are there (the server adds microseconds after this, not milliseconds).
+                    finish()
             await send(message)
 
         try:
             await self.app(scope, receive_and_count, send_and_note)
         finally:
-            observability.finish_request(observation, status, _route(scope), bytes_in, bytes_out)
+            finish()  # the app failed before it answered, or answered without a body message
 
 
 def _route(scope: Scope) -> str:

@@ -36,7 +36,8 @@ def request_lines(gateway: GatewayProcess, call) -> tuple[httpx.Response, list[d
     mark = gateway.mark()
     with httpx.Client(base_url=gateway.url, timeout=30) as client:
         response = call(client)
-    # The line is written when the answer has been sent: wait for it, never for a fixed time.
+    # The lines are written just before the answer's last byte; the reader thread may lag: wait for them,
+    # never for a fixed time.
     text = gateway.wait_for(lambda out: len(access_records(out)) >= 1, since=mark)
     return response, emf_documents(text), access_records(text)
 
