@@ -30,7 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (  # noqa: E402
+    AmazonCloudWatchEMFProvider,
+)
+
 from service import observability  # noqa: E402
+from service.observability import emf  # noqa: E402
+from service.observability.observation import Finished  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from service.triton import Deadline  # noqa: E402
 from tests.lambda_events import LambdaContext, load_event  # noqa: E402
@@ -98,6 +104,14 @@ def one_request() -> None:
     observability.finish_request(observation, 200, "/infer", 802_000, 4_200)
 
 
+def powertools_document(metrics: list[tuple[str, str, float]]) -> dict[str, object]:
+    """The aggregate of one request's ``metrics`` through Powertools' EMF provider (one directive)."""
+    provider = AmazonCloudWatchEMFProvider(namespace="TritonGateway", service="triton-gateway")
+    for name, unit, value in metrics:
+        provider.add_metric(name, unit, value)
+    return dict(provider.serialize_metric_set())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="fresh interpreters per import measurement")
@@ -149,6 +163,17 @@ def main() -> None:
         observability.configure(Settings(powertools_metrics_disabled=True))
         logging.getLogger("service.access").setLevel(logging.WARNING)
         quiet = per_call_us(lambda: handler(event, context), args.iterations // 4)
+    finished = Finished(200, "/infer", 3.2, False)
+    observation = observability.start_request("POST", "/api/infer", "c6af9ac6-7b61-11e6-9a41-93e8deadbeef")
+    observation.infer_ms, observation.triton_calls, observation.model = [1.4], 2, "densenet_onnx"
+    ours = per_call_us(lambda: emf.document(observation, finished, "TritonGateway", "triton-gateway"), 2000)
+    document = emf.document(observation, finished, "TritonGateway", "triton-gateway")
+    metrics = [
+        (d["Name"], d["Unit"], v)
+        for d in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        for v in (document[d["Name"]] if isinstance(document[d["Name"]], list) else [document[d["Name"]]])
+    ]
+    theirs = per_call_us(lambda: powertools_document(metrics), 2000)
     rows = [
         ("metrics + access record (untraced)", untraced),
         ("metrics + access record + 3 X-Ray subsegments", traced),
@@ -156,6 +181,8 @@ def main() -> None:
         ("metrics only (LOG_LEVEL=WARNING)", metrics_only),
         ("a 404 event through Mangum, observed", observed),
         ("the same, metrics and record off", quiet),
+        ("one EMF document, service.observability.emf", ours),
+        ("the same metrics through Powertools' provider", theirs),
     ]
     for label, us in rows:
         print(f"  {label:<48} {us:8.1f}")
