@@ -199,3 +199,11 @@ def test_requests_triton_sheds_count_triton_rejected(queued_triton):
     assert len(rejected) == len(shed)
     assert all(aggregate(doc, "TritonUnavailable") == [0] for doc in docs)
     assert {doc["status_class"] for doc in rejected} == {"5xx"}
+
+
+def test_metrics_can_be_switched_off_and_the_record_stays(triton):
+    env = {"TRITON_GRPC_URL": triton.grpc_url, "POWERTOOLS_METRICS_DISABLED": "true"}
+    with gateway_process(env) as gateway:
+        response, docs, [record] = request_lines(gateway, lambda c: c.get("/health"))
+    assert response.status_code == 200
+    assert docs == [] and record["status"] == 200 and record["route"] == "/health"
