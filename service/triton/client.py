@@ -4,13 +4,12 @@ translation of gRPC failures into gateway errors. Nothing above this module sees
 from __future__ import annotations
 
 import contextvars
-import functools
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 import grpc
@@ -328,7 +327,7 @@ def _not_served(model: tuple[str, str]) -> str:
 
 def _in_context(call: Callable[..., T]) -> Callable[..., T]:
     """``call``, to run in a copy of the current context (a pool thread would otherwise have an empty one)."""
-    return functools.partial(contextvars.copy_context().run, call)
+    return partial(contextvars.copy_context().run, call)
 
 
 @lru_cache(maxsize=1)
