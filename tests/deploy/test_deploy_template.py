@@ -232,6 +232,8 @@ def test_gateway_function_is_an_image_in_the_vpc_with_the_app_settings(translate
         "TRITON_TIMEOUT_SECONDS",
         "API_ROOT_PATH",
         "LOG_LEVEL",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
     }
     timeout = translated["Parameters"]["TritonTimeoutSeconds"]
     assert int(timeout["MaxValue"]) < int(translated["Parameters"]["GatewayTimeout"]["MaxValue"]) <= 29
