@@ -22,8 +22,8 @@ def parameter_values(template: dict[str, Any], overrides: dict[str, str]) -> dic
 
 
 def resolve(template: dict[str, Any], **overrides: str) -> dict[str, Any]:
-    """The template with conditions evaluated: resources whose condition is false dropped, `Fn::If` replaced
-    by the chosen branch, `AWS::NoValue` removed. Refs to resources and other intrinsics are left as they are."""
+    """The template with conditions evaluated: resources whose condition is false dropped, `Fn::If`
+    replaced by the chosen branch, `AWS::NoValue` removed. Other intrinsics are left as they are."""
     params = parameter_values(template, overrides)
     definitions = template.get("Conditions", {})
     evaluated: dict[str, bool] = {}

@@ -72,9 +72,7 @@ def test_single_metric_alarm(translated: dict[str, Any], name: str) -> None:
     assert alarm["Dimensions"] == dimensions
     assert alarm["AlarmActions"] == [TOPIC]
     assert alarm["OKActions"] == [TOPIC]
-    assert int(alarm["DatapointsToAlarm"] if "DatapointsToAlarm" in alarm else 1) <= int(
-        alarm["EvaluationPeriods"]
-    )
+    assert int(alarm.get("DatapointsToAlarm", 1)) <= int(alarm["EvaluationPeriods"])
 
 
 def _math(alarm: dict[str, Any]) -> tuple[dict[str, tuple[str, str, str]], str]:

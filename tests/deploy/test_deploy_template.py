@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 import pytest
+from resolve_conditions import resolve
 
 INFERENCE_METHODS = [
     ("/infer", "post"),
@@ -14,7 +15,7 @@ INFERENCE_METHODS = [
     ("/v2/{proxy+}", "post"),
     ("/{proxy+}", "x-amazon-apigateway-any-method"),
 ]
-OPEN_METHODS = [("/docs", "get"), ("/openapi.json", "get"), ("/health", "get")]
+OPEN_METHODS = [("/docs", "get"), ("/docs/{proxy+}", "get"), ("/openapi.json", "get"), ("/health", "get")]
 TRITON_PORTS = {8000, 8001}
 
 
@@ -134,7 +135,8 @@ def test_triton_ports_are_open_only_to_security_groups(translated: dict[str, Any
 def test_every_security_group_replaces_the_default_allow_all_egress(translated: dict[str, Any]) -> None:
     # EC2 gives a group without inline egress an allow-all rule; standalone egress resources do not remove it.
     assert not resources_of(translated, "AWS::EC2::SecurityGroupEgress")
-    for name, group in resources_of(translated, "AWS::EC2::SecurityGroup").items():
+    # (conditions evaluated for the default parameters: Triton's egress depends on the network)
+    for name, group in resources_of(resolve(translated), "AWS::EC2::SecurityGroup").items():
         egress = group["Properties"].get("SecurityGroupEgress")
         assert egress, f"{name} keeps EC2's default allow-all egress"
         assert all(rule["IpProtocol"] == "tcp" for rule in egress), name
@@ -234,6 +236,9 @@ def test_gateway_function_is_an_image_in_the_vpc_with_the_app_settings(translate
         "LOG_LEVEL",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
+        "TRITON_GRPC_TLS",
+        "TRITON_GRPC_TLS_CA",
+        "TRITON_GRPC_TLS_SERVER_NAME",
     }
     timeout = translated["Parameters"]["TritonTimeoutSeconds"]
     assert int(timeout["MaxValue"]) < int(translated["Parameters"]["GatewayTimeout"]["MaxValue"]) <= 29
