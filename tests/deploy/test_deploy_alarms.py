@@ -168,7 +168,12 @@ def test_email_subscription_only_when_an_address_is_given(translated: dict[str, 
 
 def _dashboard(translated: dict[str, Any]) -> dict[str, Any]:
     body = translated["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    samples = {"GatewayTimeout": "29", "ApiLatencyP99AlarmMs": "5000", "GatewayReservedConcurrency": "10"}
+    samples = {
+        "GatewayTimeout": "29",
+        "ApiLatencyP99AlarmMs": "5000",
+        "GatewayReservedConcurrency": "10",
+        "TritonQueueTargetMs": "20",
+    }
 
     def substitute(match: re.Match[str]) -> str:
         return samples.get(match.group(1), f"sample-{match.group(1)}")

@@ -70,7 +70,9 @@ def test_created_network_is_private_with_the_endpoints_triton_needs(translated: 
     endpoints = resources_of(translated, "AWS::EC2::VPCEndpoint").values()
     # ServiceName is "com.amazonaws.${AWS::Region}.<service>"
     services = {e["Properties"]["ServiceName"]["Fn::Sub"].split("}.", 1)[1]: e for e in endpoints}
-    assert set(services) == {"s3", "ecr.api", "ecr.dkr", "logs", "ssm", "ssmmessages", "ec2messages"}
+    assert set(services) == {
+        "s3", "ecr.api", "ecr.dkr", "logs", "ssm", "ssmmessages", "ec2messages", "cloudformation",
+    }  # fmt: skip
     assert services["s3"]["Properties"]["VpcEndpointType"] == "Gateway"
     for kind in ["AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::VPCEndpoint"]:
         for name, resource in resources_of(translated, kind).items():
@@ -269,7 +271,10 @@ def test_triton_role_reads_only_the_model_prefix_and_pulls_only_its_image(transl
     assert by_action["s3:GetObject"]["Resource"]["Fn::Sub"][0].endswith("/${ModelPrefix}/*")
     assert by_action["s3:ListBucket"]["Condition"]["StringLike"]["s3:prefix"]
     assert by_action["ecr:BatchGetImage"]["Resource"] != "*"
-    assert by_action["logs:PutLogEvents"]["Resource"] == {"Fn::GetAtt": ["TritonLogGroup", "Arn"]}
+    assert by_action["logs:PutLogEvents"]["Resource"] == [
+        {"Fn::GetAtt": ["TritonLogGroup", "Arn"]},
+        {"Fn::GetAtt": ["TritonMetricsLogGroup", "Arn"]},
+    ]
     assert role["ManagedPolicyArns"] == [
         {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"}
     ]

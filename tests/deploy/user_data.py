@@ -13,6 +13,8 @@ SAMPLES = {
     "TritonLogGroup": "/triton-gateway/example/tritonserver",
     "TritonInstanceType": "g5.xlarge",
     "TritonTlsParameterPrefix": "/triton-gateway/triton-tls",
+    "TritonResponseCacheBytes": "268435456",
+    "TritonMetricsLogGroup": "/triton-gateway/example/triton-metrics",
 }
 
 
