@@ -59,8 +59,16 @@ if ! given ConfigureApiGatewayAccount; then
     fi
 fi
 
+# SAM publishes a new Lambda version for the live alias when the image or the template changes, not when
+# only parameter values do: fingerprint them, so that a settings change reaches the alias too.
+if ! given GatewayConfigRevision; then
+    revision="$(printf '%s\n' "${overrides[@]}" | LC_ALL=C sort | cksum | cut -d' ' -f1)"
+    overrides+=("GatewayConfigRevision=$revision")
+fi
+
 cd "$DEPLOY_DIR"
-sam build --region "$region"
+# sam build reads the parameters too: GatewayArchitecture decides the image's platform.
+sam build --region "$region" --parameter-overrides "${overrides[@]}"
 sam deploy \
     --region "$region" \
     --stack-name "$STACK_NAME" \

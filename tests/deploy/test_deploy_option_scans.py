@@ -21,11 +21,15 @@ ALL_OPTIONS_ON = {
     "AlarmEmail": "oncall@example.com",
     "ConfigureApiGatewayAccount": '"true"',
     "S3PrefixListId": "pl-6da54004",
+    "GatewayProvisionedConcurrency": "2",
+    "GatewayArchitecture": "arm64",
+    "TritonResponseCacheBytes": "268435456",
 }
 EXISTING_VPC = {
     **ALL_OPTIONS_ON,
     "VpcId": "vpc-0123456789abcdef0",
     "PrivateSubnetIds": "subnet-0aaa,subnet-0bbb",
+    "TritonScalingMetric": "CPU",
 }
 VARIANTS = {"all-options-on": ALL_OPTIONS_ON, "existing-vpc": EXISTING_VPC}
 
