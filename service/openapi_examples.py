@@ -149,7 +149,7 @@ OPERATION_ERRORS: dict[str, dict[int, list[Example]]] = {
     "GET /v2/health/live": {400: [_error("not_live", "Triton says no", "Triton is not live")]},
     "GET /v2/health/ready": {400: [_error("not_ready", "Triton says no", "Triton is not ready")]},
     "GET /v2/models/{model}/ready": {
-        400: [_error("not_ready", "Known but not loaded", "model 'densenet_onnx' version '7' is not ready")]
+        400: [_error("not_ready", "Unknown to Triton, or not loaded", "model 'resnet50' is not ready")]
     },
     "POST /v2/models/{model}/infer": {
         400: [
@@ -178,7 +178,10 @@ _BAD_VERSION = _error(
 OPERATION_ERRORS["GET /v2/models/{model}/versions/{version}"] = {400: [_BAD_VERSION]}
 OPERATION_ERRORS["GET /v2/models/{model}/versions/{version}/config"] = {400: [_BAD_VERSION]}
 OPERATION_ERRORS["GET /v2/models/{model}/versions/{version}/ready"] = {
-    400: [*OPERATION_ERRORS["GET /v2/models/{model}/ready"][400], _BAD_VERSION]
+    400: [
+        _error("not_ready", "A version not loaded", "model 'densenet_onnx' version '7' is not ready"),
+        _BAD_VERSION,
+    ]
 }
 OPERATION_ERRORS["POST /v2/models/{model}/versions/{version}/infer"] = OPERATION_ERRORS[
     "POST /v2/models/{model}/infer"
