@@ -33,6 +33,7 @@ _NO_BAD_REQUEST = frozenset(
         "GET /v2/models/{model}/versions/{version}/stats",
     }
 )
+_NO_MODEL = frozenset({"GET /v2", "GET /v2/models/stats"})
 _UNSUPPORTED_ENCODING = {"description": "The body's Content-Encoding is not gzip or deflate"}
 _RETRY_AFTER = {
     "Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "string"}}
@@ -85,7 +86,7 @@ def _responses(key: str, path: str, operation: dict[str, Any], recorded: dict[st
     responses: dict[str, Any] = operation["responses"]
     if "requestBody" not in operation:
         responses.pop("413", None)
-    if "{model}" not in path:
+    if key in _NO_MODEL:
         responses.pop("404", None)
     if key in _NO_BAD_REQUEST:
         responses.pop("400", None)
