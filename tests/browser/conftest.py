@@ -27,13 +27,15 @@ CHROMIUM = Path("/usr/bin/chromium")
 STAGE = "api"
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running on the main thread while it
+# is open, and Mangum (tests/lambda, later in the run) must start its own there.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Debian's Chromium, headless (./dev.sh installs it when root and missing)."""
     if not CHROMIUM.exists():
