@@ -42,9 +42,6 @@ _RETRY_AFTER = {
 
 def describe_service(document: dict[str, Any]) -> None:
     """Complete FastAPI's ``document`` in place (see the module's docstring)."""
-    for component in document.get("components", {}).get("schemas", {}).values():
-        # The models' own examples are generic; the operations carry the ones that run.
-        _drop_examples(component)
     recorded = answers()
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
@@ -52,17 +49,6 @@ def describe_service(document: dict[str, Any]) -> None:
             _parameters(key, operation)
             _request_examples(key, operation)
             _responses(key, path, operation, recorded.get(key, {}))
-
-
-def _drop_examples(schema: Any) -> None:
-    if isinstance(schema, dict):
-        schema.pop("examples", None)
-        schema.pop("example", None)
-        for value in schema.values():
-            _drop_examples(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _drop_examples(value)
 
 
 def _named(examples: list[Example]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -59,6 +60,34 @@ def test_every_example_answers_what_the_document_shows(client: httpx.Client, cal
         assert set(response.json()) == set(want)
     else:
         _close(response.json(), want)
+
+
+def _example_keys(node: Any, where: str = "") -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("example", "examples"):
+                yield f"{where}.{key}"
+            else:
+                yield from _example_keys(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _example_keys(value, f"{where}[{i}]")
+
+
+def test_examples_live_only_where_these_tests_send_them():
+    # Schemas carry none (they would be shown, and sent by schemathesis, without being checked here); every
+    # operation-level one is a request body, a path parameter or an answer, all sent above or below.
+    assert list(_example_keys(DOCUMENT.get("components", {}))) == []
+    where = set()
+    for operations in DOCUMENT["paths"].values():
+        for operation in operations.values():
+            for key in _example_keys(operation):
+                where.add(re.sub(r"\[\d+\]", "[]", re.sub(r"\.(responses)\.\d+\.", r".\1.N.", key)))
+    assert where <= {
+        ".parameters[].example",
+        ".requestBody.content.application/json.examples",
+        ".responses.N.content.application/json.examples",
+    }, where
 
 
 def test_the_default_infer_example_is_a_small_real_jpeg_with_top_k():
