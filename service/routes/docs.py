@@ -28,6 +28,11 @@ _ASSETS = {
 # The URL carries the package's version, so a browser may keep an asset for good: a new release is a new URL.
 _ASSETS_VERSION = metadata.version("fastapi-offline")
 _CACHE_FOREVER = "public, max-age=31536000, immutable"
+# ReDoc's footer shows Redocly's logo from their CDN: the browser is told not to fetch images from elsewhere,
+# so the page asks no other host for anything (blob: is Swagger UI's way to show an image answer).
+_NO_FOREIGN_IMAGES = {"Content-Security-Policy": "img-src 'self' data: blob:"}
+# Swagger UI would send a public document's URL to validator.swagger.io for a badge.
+_SWAGGER_UI = {"validatorUrl": None}
 
 
 def _asset_url(request: Request, name: str) -> str:
@@ -42,26 +47,30 @@ def _openapi_url(request: Request) -> str:
 @router.get("/docs")
 async def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI on the app's OpenAPI document, every asset from this app."""
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=_openapi_url(request),
         title=f"{request.app.title} - Swagger UI",
         swagger_js_url=_asset_url(request, "swagger-ui-bundle.js"),
         swagger_css_url=_asset_url(request, "swagger-ui.css"),
         swagger_favicon_url=_asset_url(request, "favicon.png"),
-        swagger_ui_parameters=request.app.swagger_ui_parameters,
+        swagger_ui_parameters={**(request.app.swagger_ui_parameters or {}), **_SWAGGER_UI},
     )
+    page.headers.update(_NO_FOREIGN_IMAGES)
+    return page
 
 
 @router.get("/redoc")
 async def redoc(request: Request) -> HTMLResponse:
     """ReDoc on the app's OpenAPI document, without Google Fonts."""
-    return get_redoc_html(
+    page = get_redoc_html(
         openapi_url=_openapi_url(request),
         title=f"{request.app.title} - ReDoc",
         redoc_js_url=_asset_url(request, "redoc.standalone.js"),
         redoc_favicon_url=_asset_url(request, "favicon.png"),
         with_google_fonts=False,
     )
+    page.headers.update(_NO_FOREIGN_IMAGES)
+    return page
 
 
 @router.get("/docs/assets/{version}/{name}")

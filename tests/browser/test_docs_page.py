@@ -100,3 +100,12 @@ def test_docs_offline_through_the_lambda_handler_under_the_stage(offline: Offlin
     try_the_default_infer_example(offline, f"{api_gateway_url}/docs", "/api/infer")
     assets = [urlsplit(r.url).path for r in offline.sent if "/docs/assets/" in r.url]
     assert assets and all(path.startswith("/api/docs/assets/") for path in assets), assets
+
+
+def test_redoc_offline_under_uvicorn(offline: Offline, gateway_url: str):
+    offline.page.goto(f"{gateway_url}/redoc")
+    page = offline.page
+    expect(page.locator("h1").first).to_contain_text("Triton Lambda Gateway")
+    expect(page.locator("h2", has_text="Run a model on tensors or images")).to_be_visible()
+    expect(page.locator("h2", has_text="Run the model (v2 JSON or binary tensors)").first).to_be_visible()
+    assert offline.blocked == []

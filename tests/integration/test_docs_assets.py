@@ -23,6 +23,11 @@ def test_pages_name_no_other_host(client: httpx.Client, page: str):
     assert urls, response.text
     assert all(url.startswith("/docs/assets/") for url in urls), urls
     assert "://" not in response.text.replace("http://www.w3.org", "")
+    # Nor may the page's scripts fetch images from elsewhere (ReDoc's footer logo), and Swagger UI sends
+    # the document to no validator.
+    assert response.headers["content-security-policy"] == "img-src 'self' data: blob:"
+    if page == "/docs":
+        assert '"validatorUrl": null' in response.text
 
 
 def test_assets_are_served_with_their_types_and_cached_for_good(client: httpx.Client):
