@@ -62,8 +62,8 @@ class TritonUnavailable(GatewayError):
     status = 503
 
 
-class TritonOverloaded(TritonUnavailable):
-    """Triton shed the request (its queue policy's timeout or size): retry later, with ``Retry-After``."""
+class TritonRejected(TritonUnavailable):
+    """Triton shed the request: its queue is full or it is out of resources (overload, not an outage)."""
 
 
 class TritonTimeout(GatewayError):

@@ -4,24 +4,26 @@ gRPC."""
 
 from __future__ import annotations
 
+import contextvars
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
+from functools import lru_cache, partial
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from service import observability
 from service.errors import (
     BadRequest,
     GatewayError,
     ModelNotFound,
-    TritonOverloaded,
+    TritonRejected,
     TritonTimeout,
     TritonUnavailable,
     UpstreamError,
@@ -29,8 +31,11 @@ from service.errors import (
 from service.protocol.codecs import from_raw_bytes, to_raw_bytes
 from service.protocol.metadata import ModelInfo
 from service.protocol.tensors import InferResult, OutputSpec, Tensor
+from service.request_context import current_request_id
 from service.settings import Settings
 from service.triton.convert import message_to_json, model_info
+
+T = TypeVar("T")
 
 # Triton's own limit (src/core/constants.h); gRPC's 4 MB default would refuse one 1x3x224x224 batch of 2.
 _MAX_MESSAGE_BYTES = 2**31 - 1
@@ -41,11 +46,12 @@ _CHANNEL_OPTIONS = [
     # inherit the old one's connection back-off and fail at once after Triton restarts.
     ("grpc.use_local_subchannel_pool", 1),
 ]
+# What Triton says when it sheds a request (UNAVAILABLE): its queue is full, or the request waited in it
+# past the model's queue timeout. Overload, not an outage: an answer from a live Triton, so never retried,
+# and told apart from a broken connection (also UNAVAILABLE).
+_SHED_MESSAGES = ("exceeds maximum queue size", "request timeout expired")
 # Concurrent Triton calls of one request with several images (a model that does not batch).
 _FAN_OUT_THREADS = 4
-# Triton's own UNAVAILABLE answers when a model's queue policy sheds a request (2.51's texts): an answer
-# from a live Triton, so never retried, and told apart from a broken connection (also UNAVAILABLE).
-_SHED_DETAILS = ("Request timeout expired", "Exceeds maximum queue size")
 # Running these twice changes a sequence model's state: such a request is never retried.
 _SEQUENCE_PARAMETERS = frozenset({"sequence_id", "sequence_start", "sequence_end"})
 # Channels are re-opened after 90-100 % of their max age, so environments started together (a burst of
@@ -174,8 +180,13 @@ class TritonClient:
     ) -> InferResult:
         """Run one inference; outputs come back as numpy views over Triton's raw bytes. ``parameters`` are
         the request's v2 parameters (priority, timeout, sequence_id, custom ones), passed on to Triton,
-        with a queue ``timeout`` no longer than the deadline where the model lets a request shorten it."""
-        request = service_pb2.ModelInferRequest(model_name=model, model_version=version, id=request_id)
+        with a queue ``timeout`` no longer than the deadline where the model lets a request shorten it.
+
+        Triton gets the gateway's request id (API Gateway's), so its "[request id: ...]" log lines can be
+        found from the access record; the answer carries the caller's own ``request_id``, as v2 says."""
+        request = service_pb2.ModelInferRequest(
+            model_name=model, model_version=version, id=current_request_id() or request_id
+        )
         for key, value in (parameters or {}).items():
             _set_parameter(request.parameters[key], value, key)
         config = self.model_info(model, version, deadline).config
@@ -192,6 +203,7 @@ class TritonClient:
                 wanted.parameters["classification"].int64_param = output.class_count
         retry_safe = not _SEQUENCE_PARAMETERS.intersection(parameters or {})
         response = self._call("ModelInfer", request, deadline, model=(model, version), retry_safe=retry_safe)
+        observability.note_model(response.model_name, response.model_version)
         tensors = [
             Tensor(
                 out.name,
@@ -200,7 +212,7 @@ class TritonClient:
             )
             for out, raw in zip(response.outputs, response.raw_output_contents, strict=True)
         ]
-        return InferResult(response.model_name, response.model_version, response.id, tensors)
+        return InferResult(response.model_name, response.model_version, request_id, tensors)
 
     def infer_many(
         self,
@@ -215,10 +227,12 @@ class TritonClient:
         results in the order of ``calls``. The first failure is raised; calls not yet started are dropped."""
         if len(calls) == 1:
             return [self.infer(model, version, calls[0], outputs, deadline, request_id)]
-        # The gRPC channel is thread-safe: the calls share it, each with the deadline's remaining time.
+        # The gRPC channel is thread-safe: the calls share it, each with the deadline's remaining time. Each
+        # runs in a copy of this context, so it sends the request's id and is observed as part of it.
         pool = _fan_out_pool()
         futures = [
-            pool.submit(self.infer, model, version, inputs, outputs, deadline, request_id) for inputs in calls
+            pool.submit(_in_context(self.infer), model, version, inputs, outputs, deadline, request_id)
+            for inputs in calls
         ]
         try:
             return [future.result() for future in futures]
@@ -295,6 +309,17 @@ class TritonClient:
         *,
         retry_safe: bool = True,
     ) -> Any:
+        with observability.triton_call(method, model, deadline):
+            return self._call_with_retry(method, request, deadline, model, retry_safe)
+
+    def _call_with_retry(
+        self,
+        method: str,
+        request: Message,
+        deadline: Deadline,
+        model: tuple[str, str] | None,
+        retry_safe: bool,
+    ) -> Any:
         pooled = self._acquire()
         idle = time.monotonic() - self._last_answer
         try:
@@ -319,7 +344,7 @@ class TritonClient:
         # just broke (a Triton killed or drained behind the balancer: the fresh connection reaches another).
         # A channel that never got an answer is not retried, so a Triton that stays down costs one attempt
         # per call, not two; Triton's own shedding answers are never retried.
-        if error.code() != grpc.StatusCode.UNAVAILABLE or _is_shed(error):
+        if error.code() != grpc.StatusCode.UNAVAILABLE or _shed(error):
             return False
         return pooled.answered or idle >= self._idle_reconnect
 
@@ -328,7 +353,7 @@ class TritonClient:
         try:
             response = rpc(request, timeout=deadline.remaining())
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE or _is_shed(error):
+            if error.code() != grpc.StatusCode.UNAVAILABLE or _shed(error):
                 pooled.answered = True  # Triton answered, so the connection is alive
             raise
         pooled.answered = True
@@ -339,20 +364,20 @@ class TritonClient:
         self, error: grpc.RpcError, deadline: Deadline, model: tuple[str, str] | None
     ) -> GatewayError:
         code = error.code()
-        if code != grpc.StatusCode.UNAVAILABLE:
+        if code != grpc.StatusCode.UNAVAILABLE or _shed(error):
             self._last_answer = time.monotonic()  # Triton answered, so the channel is alive
         details = self._scrub(error.details() or "")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return TritonTimeout(f"Triton did not answer within the {deadline.budget:.1f} s deadline")
         if code == grpc.StatusCode.NOT_FOUND:
             return ModelNotFound(_not_served(model) if model else details)
-        if code == grpc.StatusCode.UNAVAILABLE and _is_shed(error):
-            return _shed(deadline)
+        if _shed(error):
+            return _shed_answer(deadline)
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             # gRPC's text here names the address it failed to reach: keep it out of the answer.
             return TritonUnavailable("Triton is unavailable; try again shortly", {"Retry-After": "1"})
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            return TritonUnavailable(f"Triton is overloaded: {details}", {"Retry-After": "1"})
+            return TritonRejected(f"Triton is overloaded: {details}", {"Retry-After": "1"})
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             return BadRequest(details)
         return UpstreamError(f"Triton failed ({code.name}): {details}")
@@ -378,17 +403,18 @@ def queue_timeout_us(config: Mapping[str, Any], remaining: float, asked: Any = N
     return min(candidates)
 
 
-def _is_shed(error: grpc.RpcError) -> bool:
-    details = error.details() or ""
-    return any(text in details for text in _SHED_DETAILS)
-
-
-def _shed(deadline: Deadline) -> GatewayError:
+def _shed_answer(deadline: Deadline) -> GatewayError:
     # The queue timeout we passed may be the caller's remaining deadline: then it is the deadline that
     # passed, not Triton that is overloaded.
     if deadline.seconds_left() < 0.005:
         return TritonTimeout(f"Triton did not answer within the {deadline.budget:.1f} s deadline")
-    return TritonOverloaded("Triton is overloaded; try again shortly", {"Retry-After": "1"})
+    return TritonRejected("Triton is overloaded; try again shortly", {"Retry-After": "1"})
+
+
+def _shed(error: grpc.RpcError) -> bool:
+    """Whether Triton refused the request for overload (it answered: the channel is alive)."""
+    details = (error.details() or "").lower()
+    return error.code() == grpc.StatusCode.UNAVAILABLE and any(m in details for m in _SHED_MESSAGES)
 
 
 def _set_parameter(parameter: service_pb2.InferParameter, value: Any, key: str) -> None:
@@ -418,6 +444,11 @@ def _not_served(model: tuple[str, str]) -> str:
         if version
         else f"model {name!r} is not served here"
     )
+
+
+def _in_context(call: Callable[..., T]) -> Callable[..., T]:
+    """``call``, to run in a copy of the current context (a pool thread would otherwise have an empty one)."""
+    return partial(contextvars.copy_context().run, call)
 
 
 @lru_cache(maxsize=1)
