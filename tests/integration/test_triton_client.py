@@ -4,11 +4,14 @@ and the translation of gRPC failures."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from localdev.tritonserver import TritonServer
 from service.errors import ModelNotFound, TritonTimeout, TritonUnavailable
+from service.protocol.tensors import Tensor
 from service.triton import Deadline, TritonClient
 
 
@@ -63,4 +66,21 @@ def test_a_broken_connection_is_retried_once_on_a_fresh_channel_a_down_triton_on
     with pytest.raises(TritonUnavailable):
         client.server_live(Deadline(5))
     assert client.channels_opened == channels
+    client.close()
+
+
+def test_a_channel_past_its_max_age_is_replaced_and_calls_in_flight_finish_on_the_old(triton_factory):
+    # GIVEN a client whose channel ages out after 0.3 s, and a 1.5 s call running on it
+    server: TritonServer = triton_factory(models=["slow_model"])
+    client = TritonClient(server.grpc_url, metadata_ttl=60, idle_reconnect=30, channel_max_age=0.3)
+    delay = [Tensor("DELAY_MS", "INT32", np.array([1500], np.int32))]
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(client.infer, "slow_model", "", delay, [], Deadline(10))
+        time.sleep(0.6)
+        # WHEN a new call comes after the max age
+        quick = [Tensor("DELAY_MS", "INT32", np.array([0], np.int32))]
+        assert client.infer("slow_model", "", quick, [], Deadline(5)).outputs[0].array.tolist() == [0]
+        # THEN it went to a new channel, and the call in flight finished on the old one, not cancelled
+        assert client.channels_opened == 2
+        assert slow.result(timeout=10).outputs[0].array.tolist() == [1500]
     client.close()
