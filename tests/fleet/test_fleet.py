@@ -73,10 +73,9 @@ def test_fleet_scale_out_reaches_the_new_triton_within_max_age(fleet_factory: Fl
 
 
 def test_fleet_overload_sheds_fast_with_503_overloaded_and_nothing_hangs(fleet_factory: FleetFactory):
-    # GIVEN one Triton (50 inferences/s) behind two gateways, and its unloaded latency
+    # GIVEN one Triton (50 inferences/s) behind two gateways, warmed up (channels open, metadata cached)
     fleet = fleet_factory(tritons=1, gateways=2, models=SLEEP)
-    unloaded = run_load(fleet.gateway_urls, rate=10, seconds=1)
-    assert failures(unloaded) == []
+    assert failures(run_load(fleet.gateway_urls, rate=10, seconds=1, body=steady)) == []
 
     # WHEN load arrives at 4x its capacity, open loop, for 3 s
     outcomes = run_load(fleet.gateway_urls, rate=200, seconds=3, timeout=20)
