@@ -13,7 +13,6 @@ import onnxruntime
 import pytest
 import tritonclient.grpc as grpcclient
 
-from localdev.model_repo import onnx_path
 from localdev.tritonserver import TritonServer
 from service.settings import Settings
 from tests.gateway import serve_gateway
@@ -35,18 +34,14 @@ def reference(data: bytes, spec: dict, channels_first: bool = True) -> np.ndarra
     return reference_tensor(data, channels_first=channels_first, **spec)
 
 
-@pytest.fixture(scope="module")
-def sessions(model_repository: Path):
-    def session(name: str, version: int = 1) -> onnxruntime.InferenceSession:
-        path = onnx_path(model_repository, name, version)
-        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
+@pytest.fixture
+def sessions(onnx_session) -> dict[str, onnxruntime.InferenceSession]:
     return {
-        "densenet_onnx": session("densenet_onnx"),
-        "classifier_batched/1": session("classifier_batched", 1),
-        "classifier_batched/2": session("classifier_batched", 2),
-        "nhwc_uint8": session("nhwc_uint8"),
-        "gray_fp16": session("gray_fp16"),
+        "densenet_onnx": onnx_session("densenet_onnx"),
+        "classifier_batched/1": onnx_session("classifier_batched", 1),
+        "classifier_batched/2": onnx_session("classifier_batched", 2),
+        "nhwc_uint8": onnx_session("nhwc_uint8"),
+        "gray_fp16": onnx_session("gray_fp16"),
     }
 
 

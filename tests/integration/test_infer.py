@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import httpx
 import numpy as np
 import onnxruntime
 import pytest
 
-from localdev.model_repo import onnx_path
-
 rng = np.random.default_rng(2024)
 
 
-@pytest.fixture(scope="module")
-def densenet(triton_model_path: Path) -> onnxruntime.InferenceSession:
-    return onnxruntime.InferenceSession(str(triton_model_path), providers=["CPUExecutionProvider"])
+@pytest.fixture
+def densenet(onnx_session) -> onnxruntime.InferenceSession:
+    return onnx_session("densenet_onnx")
 
 
 def expected_scores(session: onnxruntime.InferenceSession, x: np.ndarray) -> np.ndarray:
@@ -98,7 +95,7 @@ def test_request_id_is_echoed(client: httpx.Client):
     assert client.post("/infer", json=body).json()["id"] == "req-42"
 
 
-def test_bytes_and_batched_models_through_infer(client: httpx.Client, model_repository):
+def test_bytes_and_batched_models_through_infer(client: httpx.Client, onnx_session):
     text = client.post(
         "/infer",
         json={
@@ -126,10 +123,7 @@ def test_bytes_and_batched_models_through_infer(client: httpx.Client, model_repo
     assert probs["shape"] == [2, 10]
     # No version named: Triton's policy serves the latest, 2.
     assert batched.json()["model_version"] == "2"
-    session = onnxruntime.InferenceSession(
-        str(onnx_path(model_repository, "classifier_batched", 2)), providers=["CPUExecutionProvider"]
-    )
-    want = session.run(None, {"INPUT": batch})[0]
+    want = onnx_session("classifier_batched", 2).run(None, {"INPUT": batch})[0]
     np.testing.assert_allclose(np.array(probs["data"], np.float32).reshape(2, 10), want, rtol=1e-5)
 
 

@@ -241,7 +241,7 @@ def test_a_decompression_bomb_is_refused_from_its_header():
     # THEN it is refused without being decoded (decoding it would take seconds and gigabytes)
     with pytest.raises(BadRequest, match=r"^image: the image declares more than 40000000 pixels$"):
         load_image(data, image_input(DENSENET, {}), "image", LIMIT)
-    assert time.perf_counter() - began < 0.5
+    assert time.perf_counter() - began < 2  # milliseconds from the header; decoding would take seconds
 
 
 def test_the_pixel_limit_is_ours_below_pillows():
