@@ -17,10 +17,11 @@ from tests.settle import settled
 
 
 def test_metadata_is_fetched_once_per_ttl(triton: TritonServer):
-    client = TritonClient(triton.grpc_url, metadata_ttl=0.5, idle_reconnect=30)
+    # A TTL that two busy cores cannot outlast between two calls, and a sleep past it
+    client = TritonClient(triton.grpc_url, metadata_ttl=2, idle_reconnect=30)
     first = client.model_info("densenet_onnx", "", Deadline(5))
     assert client.model_info("densenet_onnx", "", Deadline(5)) is first
-    time.sleep(0.6)
+    time.sleep(2.1)
     again = client.model_info("densenet_onnx", "", Deadline(5))
     assert again is not first
     assert again == first
