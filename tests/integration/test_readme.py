@@ -169,6 +169,11 @@ ERROR_LINES = readme_error_lines()
 
 def test_the_readme_has_error_lines_and_each_has_a_request():
     assert len(ERROR_LINES) >= 10, "the README's error examples were not found: has their format changed?"
+    # An error example written another way would escape the checks below: every one has the one form.
+    for block in fenced_blocks(README, "text"):
+        for line in block.splitlines():
+            if '"error"' in line:
+                assert ERROR_LINE.match(line), f'not "<status> {{"error": ...}}  # comment": {line!r}'
     shown = [line.message for line in ERROR_LINES]
     assert sorted(set(shown)) == sorted(shown), "an error line is shown twice"
     assert set(shown) == set(REQUESTS), "README error lines and the requests here have drifted apart"
