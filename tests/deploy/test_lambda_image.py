@@ -1,14 +1,15 @@
-"""What Dockerfile.lambda puts in the image — pyproject's runtime dependencies and service/, nothing else —
-runs the Lambda handler. No Docker engine here, so the image's task root is rebuilt with pip --target."""
+"""What Dockerfile.lambda puts in the image — the runtime dependencies exactly as requirements.lock pins
+them, and service/, nothing else — runs the Lambda handler. No Docker engine here, so the image's task root
+is rebuilt with the Dockerfile's own pip command."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 from tests.lambda_events import EVENTS
@@ -33,30 +34,32 @@ print(json.dumps({"status": response["statusCode"], "body": json.loads(response[
 
 
 def lambda_python() -> str:
-    """The Lambda runtime's Python (3.12) where this machine has a working one, else this test's own."""
-    candidate = shutil.which("python3.12")
-    if candidate and subprocess.run([candidate, "-c", "import pip"], capture_output=True).returncode == 0:
-        return candidate
+    """The Lambda runtime's Python (3.12) where this machine has a working one, else this test's own.
+
+    (The lock is universal: on another Python pip takes that Python's pins, e.g. numpy 2.4 on 3.11.)
+    """
+    # pyenv's shim fails outside a directory that selects 3.12, so its installs are looked at too.
+    candidates = [
+        shutil.which("python3.12"),
+        *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12"))),
+    ]
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "-c", "import pip"], capture_output=True).returncode == 0:
+            return candidate
     return sys.executable
 
 
 def test_runtime_dependencies_alone_run_the_handler(tmp_path: Path) -> None:
-    # GIVEN the image's task root: the runtime dependencies (for the Lambda's Python 3.12 where this machine
-    # has one) and the service package, as Dockerfile.lambda lays them out
+    # GIVEN the image's task root: the locked runtime dependencies (for the Lambda's Python 3.12 where this
+    # machine has one), hash-checked and without resolving anything else, and the service package, as
+    # Dockerfile.lambda lays them out
     python = lambda_python()
-    dependencies = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     task_root = tmp_path / "task"
     subprocess.run(
         [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-            str(task_root),
-            *dependencies,
+            *(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
+            *("--require-hashes", "--no-deps", "--requirement", str(REPO_ROOT / "requirements.lock")),
+            *("--target", str(task_root)),
         ],
         check=True,
     )
