@@ -79,19 +79,21 @@ setup_main() {
     fi
 }
 
-# Both locks come from pyproject.toml and are universal: one file holds the pins for every Python 3.11+ and
-# platform, with markers where they differ (numpy 2.5 needs Python 3.12, the Lambda's), so the image, the
-# arm64 option and a developer's 3.11 all install from the same lock. Only the local extra holds numpy<2,
-# which is why the image's lock (runtime dependencies alone) and .venv's are two files.
+# Both locks come from pyproject.toml. The image's is universal: one file holds the pins for every Python
+# 3.11+ and platform, with markers where they differ (numpy 2.5 needs Python 3.12, the Lambda's), so the
+# image, an arm64 build and the task-root test on a 3.11 machine install from the same file. The dev lock
+# adds the local extra, whose nvidia-pytriton holds numpy<2: that cannot be universal (ml_dtypes wants
+# numpy 2 on Python 3.13, and uv then falls back to an ml_dtypes too old for the onnx it picks), so it
+# resolves for this project's development machines: Python 3.11 on x86_64 Linux.
 # Existing pins are kept unless uv is asked to --upgrade.
 lock() {
     if [ ! -x "$VENV/bin/uv" ]; then
         setup_main
     fi
-    local common=(--quiet --universal --generate-hashes --custom-compile-command "./dev.sh lock" "$@")
-    "$VENV/bin/uv" pip compile pyproject.toml "${common[@]}" --output-file requirements.lock
+    local common=(--quiet --generate-hashes --custom-compile-command "./dev.sh lock" "$@")
+    "$VENV/bin/uv" pip compile pyproject.toml "${common[@]}" --universal --output-file requirements.lock
     "$VENV/bin/uv" pip compile pyproject.toml "${common[@]}" --extra local --extra dev \
-        --output-file requirements-dev.lock
+        --python-version 3.11 --python-platform x86_64-manylinux_2_35 --output-file requirements-dev.lock
 }
 
 # The AWS checkers (SAM CLI, cfn-lint, checkov, hadolint, shellcheck) pin their own dependency trees, so
