@@ -26,9 +26,13 @@ def base64_bytes(text: str, field: str) -> bytes:
         raise BadRequest(f"{field}: not valid base64 ({exc})") from None
 
 
-def decode_input(tensor: TensorIn, field: str) -> Tensor:
-    """The numpy form of a JSON or base64 input; ``field`` names it in errors, e.g. ``inputs[0]``."""
-    if tensor.b64 is not None:
+def decode_input(tensor: TensorIn, field: str, numbers: tuple[Array, Sequence[int]] | None = None) -> Tensor:
+    """The numpy form of a JSON or base64 input; ``field`` names it in errors, e.g. ``inputs[0]``.
+    ``numbers``: its JSON ``data`` already read as a flat buffer and the shape of its nesting."""
+    if numbers is not None:
+        flat, nesting = numbers
+        array = from_json_numbers(flat, nesting, tensor.datatype, tensor.shape, f"{field}.data")
+    elif tensor.b64 is not None:
         raw = base64_bytes(tensor.b64, f"{field}.b64")
         array = from_raw_bytes(raw, tensor.datatype, tensor.shape, f"{field}.b64")
     elif tensor.data is not None:
@@ -62,6 +66,24 @@ def from_json_data(data: list[Any], datatype: str, shape: Sequence[int], field: 
                 f"{field}: values must fit {datatype} [{info.min}, {info.max}], got {low}..{high}"
             )
     return inferred.astype(want, copy=False).reshape(shape)
+
+
+def from_json_numbers(
+    flat: Array, nesting: Sequence[int], datatype: str, shape: Sequence[int], field: str
+) -> Array:
+    """JSON numbers already read into one flat buffer (``protocol.json_numbers``: float64, or int64/uint64
+    for integer datatypes), with the shape of their nesting: the same checks, messages and result as
+    :func:`from_json_data` on the same elements."""
+    want = NUMPY_DTYPES[datatype]
+    _check_json_shape(tuple(nesting), shape, field)
+    if want.kind in "iu" and flat.size:
+        info = np.iinfo(want)
+        low, high = flat.min(), flat.max()
+        if low < info.min or high > info.max:
+            raise BadRequest(
+                f"{field}: values must fit {datatype} [{info.min}, {info.max}], got {low}..{high}"
+            )
+    return flat.astype(want, copy=False).reshape(shape)
 
 
 def from_raw_bytes(raw: bytes | memoryview, datatype: str, shape: Sequence[int], field: str) -> Array:

@@ -3,13 +3,15 @@ reading, and the JSON response."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import orjson
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from service.dataplane import DataPlane
 from service.errors import BadRequest, PayloadTooLarge, describe_validation_errors
@@ -18,6 +20,8 @@ from service.settings import API_GATEWAY_LIMIT_SECONDS, Settings
 from service.triton import Deadline, TritonClient, get_client
 
 M = TypeVar("M", bound=BaseModel)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # Time kept back from a Lambda's remaining time so the answer (even a 504) is written before it is killed.
 _LAMBDA_MARGIN_SECONDS = 0.5
@@ -88,6 +92,18 @@ async def _health_deadline(request: Request, settings: SettingsDep) -> Deadline:
 DeadlineDep = Annotated[Deadline, Depends(_deadline)]
 # The health probes' shorter deadline, so they answer soon even when Triton hangs.
 HealthDeadlineDep = Annotated[Deadline, Depends(_health_deadline)]
+
+
+async def off_loop(request: Request, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``call`` (decoding, gRPC: blocking work) where it does not stall other requests.
+
+    Under uvicorn that is the thread pool, so one slow request never holds up the event loop. A Lambda
+    (Mangum puts its event in the scope) handles one event at a time, and Mangum runs each on a fresh
+    asyncio task whose worker threads anyio stops when it ends: there the hop would start a thread per
+    request to free a loop nobody else is waiting on, so the call runs inline."""
+    if "aws.event" in request.scope:
+        return call(*args, **kwargs)
+    return await run_in_threadpool(call, *args, **kwargs)
 
 
 async def read_body(request: Request, settings: Settings) -> bytes:
