@@ -105,7 +105,20 @@ def to_raw_bytes(array: Array, datatype: str) -> bytes:
     """The raw little-endian form Triton reads (BYTES: 4-byte length before each element)."""
     if datatype == "BYTES":
         return serialize_bytes(array)
-    return np.ascontiguousarray(array, dtype=NUMPY_DTYPES[datatype]).tobytes()
+    dtype = NUMPY_DTYPES[datatype]
+    # A tensor decoded from base64 is a view of the decoded bytes: hand those over rather than copy 600 kB.
+    owner = array
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    base = owner.base
+    if (
+        isinstance(base, bytes)
+        and array.dtype == dtype
+        and array.flags.c_contiguous
+        and array.nbytes == len(base)
+    ):
+        return base
+    return np.ascontiguousarray(array, dtype=dtype).tobytes()
 
 
 def serialize_bytes(array: Array) -> bytes:

@@ -1,5 +1,5 @@
-"""What every route shares: settings, client and data-plane dependencies, the request deadline, body
-reading, and the JSON response."""
+"""What every route shares: settings and client dependencies, the request deadline, body reading, and the
+JSON response. (The data-plane dependency is ``routes.plane``: ``/health`` must not import the pipeline.)"""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from service.dataplane import DataPlane
 from service.errors import BadRequest, PayloadTooLarge, describe_validation_errors
 from service.protocol.schemas import ErrorBody
 from service.settings import API_GATEWAY_LIMIT_SECONDS, Settings
@@ -61,14 +60,6 @@ async def _triton(settings: SettingsDep) -> TritonClient:
 
 
 TritonDep = Annotated[TritonClient, Depends(_triton)]
-
-
-async def _plane(settings: SettingsDep, triton: TritonDep) -> DataPlane:
-    return DataPlane(settings, triton)
-
-
-# The inference pipeline and model lookup every model route goes through.
-PlaneDep = Annotated[DataPlane, Depends(_plane)]
 
 
 def _request_budget(request: Request, seconds: float) -> float:

@@ -29,13 +29,13 @@ from service.routes.common import (
     ERROR_RESPONSES,
     ApiKey,
     DeadlineDep,
-    PlaneDep,
     json_response,
     off_loop,
     parse_json,
     raw_json_body,
     read_body,
 )
+from service.routes.plane import PlaneDep
 from service.settings import Settings
 from service.triton import Deadline
 

@@ -30,7 +30,6 @@ from service.routes.common import (
     ERROR_RESPONSES,
     DeadlineDep,
     HealthDeadlineDep,
-    PlaneDep,
     TritonDep,
     api_key,
     json_response,
@@ -39,6 +38,7 @@ from service.routes.common import (
     raw_json_body,
     read_body,
 )
+from service.routes.plane import PlaneDep
 from service.triton import Deadline
 
 # The protocol extensions the gateway serves; GET /v2 lists those of Triton's that are among them.

@@ -9,11 +9,10 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import Message
-from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from service.errors import (
     BadRequest,
@@ -23,11 +22,13 @@ from service.errors import (
     TritonUnavailable,
     UpstreamError,
 )
-from service.protocol.codecs import from_raw_bytes, to_raw_bytes
 from service.protocol.metadata import ModelInfo
-from service.protocol.tensors import InferResult, OutputSpec, Tensor
 from service.settings import Settings
 from service.triton.convert import message_to_json, model_info
+from service.triton.protos import service_pb2, service_pb2_grpc
+
+if TYPE_CHECKING:
+    from service.protocol.tensors import InferResult, OutputSpec, Tensor
 
 # Triton's own limit (src/core/constants.h); gRPC's 4 MB default would refuse one 1x3x224x224 batch of 2.
 _MAX_MESSAGE_BYTES = 2**31 - 1
@@ -140,6 +141,10 @@ class TritonClient:
     ) -> InferResult:
         """Run one inference; outputs come back as numpy views over Triton's raw bytes. ``parameters`` are
         the request's v2 parameters (priority, timeout, sequence_id, custom ones), passed on to Triton."""
+        # Here, not at import: a cold start answering /health never loads numpy.
+        from service.protocol.codecs import from_raw_bytes, to_raw_bytes
+        from service.protocol.tensors import InferResult, Tensor
+
         request = service_pb2.ModelInferRequest(model_name=model, model_version=version, id=request_id)
         for key, value in (parameters or {}).items():
             _set_parameter(request.parameters[key], value, key)
