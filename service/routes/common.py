@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import BadRequest, PayloadTooLarge, describe_validation_errors
-from service.protocol.schemas import ErrorBody
+from service.protocol.envelopes import ErrorBody
 from service.settings import API_GATEWAY_LIMIT_SECONDS, Settings
 from service.triton import Deadline, TritonClient, get_client
 
