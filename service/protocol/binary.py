@@ -169,6 +169,8 @@ def _flag(parameters: Mapping[str, Any] | None, key: str, field: str, *, default
 def fast_v2_tensors(header: bytes, binary: memoryview) -> V2Tensors | None:
     """A valid v2 JSON header read by the SIMD fast path (numeric ``data`` as buffers); None for anything
     else, which the precise path (``V2InferRequest`` from JSON) then reads and judges."""
+    if b'"data"' not in header:  # no JSON elements: the precise path's parse is the same, and faster
+        return None
     parsed = parse_numeric_body(header)
     if parsed is None:
         return None

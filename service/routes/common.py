@@ -72,8 +72,13 @@ def _request_budget(request: Request, seconds: float) -> float:
     return max(budget, _MINIMUM_BUDGET_SECONDS)
 
 
-async def _deadline(request: Request, settings: SettingsDep) -> Deadline:
+def request_deadline(request: Request, settings: Settings) -> Deadline:
+    """The deadline of a request's Triton calls (``TRITON_TIMEOUT_SECONDS``, capped as above)."""
     return Deadline(_request_budget(request, settings.triton_timeout_seconds))
+
+
+async def _deadline(request: Request, settings: SettingsDep) -> Deadline:
+    return request_deadline(request, settings)
 
 
 async def _health_deadline(request: Request, settings: SettingsDep) -> Deadline:

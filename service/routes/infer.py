@@ -28,14 +28,13 @@ from service.protocol.schemas import (
 from service.routes.common import (
     ERROR_RESPONSES,
     ApiKey,
-    DeadlineDep,
     json_response,
     off_loop,
     parse_json,
     raw_json_body,
     read_body,
 )
-from service.routes.plane import PlaneDep
+from service.routes.plane import InferenceDep
 from service.settings import Settings
 from service.triton import Deadline
 
@@ -73,8 +72,7 @@ def _openapi_body() -> dict[str, Any]:
 )
 async def infer(
     request: Request,
-    plane: PlaneDep,
-    deadline: DeadlineDep,
+    inference: InferenceDep,
     _key: ApiKey,
     model: Annotated[str | None, Query(min_length=1, description="image uploads: the model")] = None,
     version: Annotated[str | None, Query(description="image uploads: the model version")] = None,
@@ -84,6 +82,7 @@ async def infer(
     or `images`, base64 JPEG/PNG/WebP), a raw image body (`curl --data-binary @cat.jpg -H 'content-type:
     image/jpeg'`) or multipart files. Images are resized (bilinear) and scaled to the model's image input;
     `top_k` answers each image's k best classes, otherwise its raw outputs."""
+    plane, deadline = inference.plane, inference.deadline
     body = await read_body(request, plane.settings)
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()

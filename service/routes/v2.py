@@ -38,7 +38,7 @@ from service.routes.common import (
     raw_json_body,
     read_body,
 )
-from service.routes.plane import PlaneDep
+from service.routes.plane import InferenceDep, PlaneDep
 from service.triton import Deadline
 
 # The protocol extensions the gateway serves; GET /v2 lists those of Triton's that are among them.
@@ -163,8 +163,7 @@ async def infer(
     request: Request,
     model: str,
     version: Version,
-    plane: PlaneDep,
-    deadline: DeadlineDep,
+    inference: InferenceDep,
     header_length: Annotated[
         str | None, Header(alias=HEADER_LENGTH, description="length of the JSON header of a binary body")
     ] = None,
@@ -175,6 +174,7 @@ async def infer(
     """Inputs as JSON `data` (flat or nested), `b64`, or binary sections; outputs as JSON `data` or, with
     `parameters.binary_data` (or the request's `binary_data_output`), binary sections; `classification: k`
     answers an output's top k as "score:index[:label]" strings."""
+    plane, deadline = inference.plane, inference.deadline
     body = await read_body(request, plane.settings)
     # Inflating, decoding and the gRPC call all block: keep them off the event loop.
     return await off_loop(

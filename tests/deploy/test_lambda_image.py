@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,15 @@ from tests.lambda_events import EVENTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVENT = EVENTS / "health.json"
+
+
+def pruned_paths() -> list[str]:
+    """The task-root paths Dockerfile.lambda deletes after installing the lock (its ``rm -rf``)."""
+    dockerfile = (REPO_ROOT / "Dockerfile.lambda").read_text().replace("\\\n", " ")
+    match = re.search(r"^WORKDIR \$\{LAMBDA_TASK_ROOT\}\nRUN rm -rf (.+)$", dockerfile, re.M)
+    assert match, "Dockerfile.lambda no longer prunes the task root as this test expects"
+    return match[1].split()
+
 
 # Run as the Lambda runtime would: the task root first, no site-packages (-S), no environment paths (-I).
 PROBE = """
@@ -28,8 +38,14 @@ class Context:
         return 30_000
 
 response = handler(json.load(open(sys.argv[2])), Context())
+cold = sorted({"numpy", "PIL", "tritonclient.grpc._client", "tritonclient.utils"} & set(sys.modules))
+# Every module of the service imports from what the image holds (the inference routes load lazily).
+import importlib, pkgutil, service, simdjson
+for module in pkgutil.walk_packages(service.__path__, "service."):
+    importlib.import_module(module.name)
 leaked = sorted({"uvicorn", "onnx", "onnxruntime", "pytriton", "httpx", "pytest"} & set(sys.modules))
-print(json.dumps({"status": response["statusCode"], "body": json.loads(response["body"]), "leaked": leaked}))
+print(json.dumps({"status": response["statusCode"], "body": json.loads(response["body"]), "leaked": leaked,
+                  "cold": cold}))
 """
 
 
@@ -63,6 +79,10 @@ def test_runtime_dependencies_alone_run_the_handler(tmp_path: Path) -> None:
         ],
         check=True,
     )
+    # ... less what Dockerfile.lambda prunes
+    for pattern in pruned_paths():
+        for path in task_root.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     shutil.copytree(REPO_ROOT / "service", task_root / "service")
 
     # WHEN the handler is imported in isolation and given an API Gateway event, with no Triton to reach
@@ -76,8 +96,10 @@ def test_runtime_dependencies_alone_run_the_handler(tmp_path: Path) -> None:
         timeout=120,
     )
 
-    # THEN it answers an honest 503, having imported nothing from the dev or local extras
+    # THEN it answers an honest 503 without loading the inference pipeline, every service module imports
+    # from the pruned task root, and nothing comes from the dev or local extras
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == 503
     assert result["body"]["triton"] == "unavailable"
+    assert result["cold"] == [], "a cold /health should not import these"
     assert result["leaked"] == []
