@@ -14,6 +14,7 @@ Why simdjson beside orjson and pydantic: it is the one parser that hands a numer
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -57,9 +58,11 @@ def parse_numeric_body(body: bytes) -> NumericBody | None:
     """The body with its inputs' numeric ``data`` read as buffers, or None (let the precise path read it)."""
     import simdjson  # on the first JSON tensor, not at a cold start's import
 
-    parser = simdjson.Parser()
+    parser = _parser(simdjson)
     try:
         document = parser.parse(body)
+    except RuntimeError:  # the thread's parser is still referenced (never by this module): a fresh one
+        document = simdjson.Parser().parse(body)
     except ValueError:
         return None
     if not isinstance(document, simdjson.Object):
@@ -76,6 +79,19 @@ def parse_numeric_body(body: bytes) -> NumericBody | None:
     # A '[' the count does not expect is an array hidden among the numbers (as_buffer would flatten it),
     # or only a bracket inside a string: either way, the precise path.
     return parsed if _brackets(body, arrays) == arrays else None
+
+
+_THREAD = threading.local()
+
+
+def _parser(simdjson: Any) -> Any:
+    """This thread's parser, reused: a fresh one allocates (and the kernel zero-fills) its buffers for every
+    body, which costs as much again as parsing a 3 MB body. It keeps the capacity of the largest body it
+    has parsed (bounded by MAX_BODY_BYTES); nothing it parsed outlives a call (the buffers are copies)."""
+    parser = getattr(_THREAD, "parser", None)
+    if parser is None:
+        parser = _THREAD.parser = simdjson.Parser()
+    return parser
 
 
 def _brackets(body: bytes, most: int) -> int:
