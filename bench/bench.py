@@ -9,6 +9,9 @@ concurrency 1) against Triton and the gateway, alternated; then cold starts in f
 the old Chalice app's import.
 
     .venv/bin/python bench/bench.py [--iterations 100] [--json PATH] [--importtime]
+
+It runs with the environment Dockerfile.lambda gives the Lambda (glibc's malloc tunables), re-executing
+itself when started without it; the uvicorn gateway and the cold-start probes inherit it.
 """
 
 from __future__ import annotations
@@ -342,7 +345,18 @@ def report(
     return "\n".join(lines)
 
 
+def image_environment() -> dict[str, str]:
+    """The process environment Dockerfile.lambda sets (its ENV lines), so the handler runs as deployed."""
+    lines = (ROOT / "Dockerfile.lambda").read_text().splitlines()
+    pairs = [line.removeprefix("ENV ").split("=", 1) for line in lines if line.startswith("ENV ")]
+    return {key: value for key, value in pairs}
+
+
 def main() -> None:
+    wanted = image_environment()
+    if any(os.environ.get(key) != value for key, value in wanted.items()):
+        # glibc reads its tunables at start: run again with the image's environment.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **wanted})
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--iterations", type=int, default=100, help="rounds of the request paths (default 100)"

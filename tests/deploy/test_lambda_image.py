@@ -49,6 +49,13 @@ print(json.dumps({"status": response["statusCode"], "body": json.loads(response[
 """
 
 
+def image_environment() -> dict[str, str]:
+    """The environment Dockerfile.lambda's ENV lines give the Lambda's process."""
+    lines = (REPO_ROOT / "Dockerfile.lambda").read_text().splitlines()
+    pairs = [line.removeprefix("ENV ").split("=", 1) for line in lines if line.startswith("ENV ")]
+    return {key: value for key, value in pairs}
+
+
 def lambda_python() -> str:
     """The Lambda runtime's Python (3.12) where this machine has a working one, else this test's own.
 
@@ -87,6 +94,7 @@ def test_runtime_dependencies_alone_run_the_handler(tmp_path: Path) -> None:
 
     # WHEN the handler is imported in isolation and given an API Gateway event, with no Triton to reach
     env = {"PATH": os.environ["PATH"], "TRITON_GRPC_URL": "127.0.0.1:9", "HEALTH_TIMEOUT_SECONDS": "1"}
+    env |= image_environment()  # the image's ENV lines (glibc's malloc tunables)
     out = subprocess.run(
         [python, "-I", "-S", "-c", PROBE, str(task_root), str(EVENT)],
         env=env,
