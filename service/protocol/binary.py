@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from service.protocol.checks import check_outputs
 from service.protocol.codecs import decode_input, from_raw_bytes, to_json_data, to_raw_bytes
-from service.protocol.json_numbers import JsonNumbers, parse_numeric_body
+from service.protocol.json_numbers import JsonNumbers, mentions_data, parse_numeric_body
 from service.protocol.metadata import ModelInfo
 from service.protocol.results import result_body, tensor_header
 from service.protocol.schemas import TensorIn, V2InferRequest
@@ -169,7 +169,7 @@ def _flag(parameters: Mapping[str, Any] | None, key: str, field: str, *, default
 def fast_v2_tensors(header: bytes, binary: memoryview) -> V2Tensors | None:
     """A valid v2 JSON header read by the SIMD fast path (numeric ``data`` as buffers); None for anything
     else, which the precise path (``V2InferRequest`` from JSON) then reads and judges."""
-    if b'"data"' not in header:  # no JSON elements: the precise path's parse is the same, and faster
+    if not mentions_data(header):  # no JSON elements: the precise path's parse is the same, and faster
         return None
     parsed = parse_numeric_body(header)
     if parsed is None:

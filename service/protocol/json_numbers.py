@@ -81,6 +81,20 @@ def parse_numeric_body(body: bytes) -> NumericBody | None:
     return parsed if _brackets(body, arrays) == arrays else None
 
 
+def mentions_data(body: bytes) -> bool:
+    """Whether the body may hold a ``"data"`` key, i.e. JSON tensor elements for the fast path to read.
+
+    It hops from quote to quote (find is memchr): a base64 string holds none, so an 800 kB ``b64`` input is
+    skipped in one step, where ``b'"data"' in body`` scans every byte (~0.4 ms). A wrong guess (an escaped
+    quote) only picks the slower of two exact paths."""
+    at = body.find(b'"')
+    while at != -1:
+        if body.startswith(b'data"', at + 1):
+            return True
+        at = body.find(b'"', at + 1)
+    return False
+
+
 _THREAD = threading.local()
 
 

@@ -3,6 +3,7 @@ then numpy) reads it — same arrays, same dtypes, same errors — and hands eve
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from service.errors import BadRequest
 from service.protocol.binary import V2Tensors, fast_v2_tensors
 from service.protocol.infer_body import fast_tensor_request, read_infer_body_keys, tensor_request
-from service.protocol.json_numbers import parse_numeric_body
+from service.protocol.json_numbers import mentions_data, parse_numeric_body
 from service.protocol.schemas import V2InferRequest
 
 rng = np.random.default_rng(3)
@@ -147,3 +148,31 @@ def test_v2_fast_path_reads_a_header_as_the_precise_path_does(raw):
             return exc.message
 
     assert_same(decoded(found), decoded(precise_v2))
+
+
+def test_a_base64_body_is_read_once_by_pydantic_as_the_precise_path_reads_it():
+    x = rng.random((3, 4)).astype(np.float32)
+    raw = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "datatype": "FP32",
+                    "shape": [3, 4],
+                    "b64": base64.b64encode(x.tobytes()).decode(),
+                }
+            ]
+        }
+    ).encode()
+    assert not mentions_data(raw)
+    found = fast_tensor_request(raw)
+    assert found is not None and not found[1].numbers
+    assert_same(fast(raw), precise(raw))
+
+
+@pytest.mark.parametrize(
+    ("raw", "mentioned"),
+    [(b'{"data": [1]}', True), (b'{"a": "data"}', True), (b'{"b64": "ZGF0YQ=="}', False), (b"[]", False)],
+)
+def test_mentions_data_finds_the_key_between_quotes(raw, mentioned):
+    assert mentions_data(raw) is mentioned
