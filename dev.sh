@@ -60,6 +60,19 @@ ensure_libb64() {
     fi
 }
 
+# tests/browser drives Debian's Chromium through Playwright (Playwright's own browser download is not used).
+ensure_chromium() {
+    if [ -x /usr/bin/chromium ]; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+    else
+        echo "dev.sh: the browser tests need /usr/bin/chromium (Debian/Ubuntu: sudo apt-get install chromium)" >&2
+        exit 1
+    fi
+}
+
 setup_main() {
     ensure_venv_module
     ensure_libpython
@@ -115,6 +128,7 @@ case "${1:-}" in
     test)
         setup_main
         setup_deploy_tools
+        ensure_chromium
         # perf_analyzer for its compatibility test: from tritonclient 2.41.0's wheel into .local/, not .venv.
         "$VENV/bin/python" -m localdev.perf_analyzer >/dev/null
         shift

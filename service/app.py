@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service import observability
 from service.access_log import AccessLogMiddleware
 from service.errors import GatewayError, describe_validation_errors
 from service.root_path import RootPathMiddleware
@@ -43,11 +44,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level)
     log.setLevel(settings.log_level)
+    observability.configure(settings)
     app = FastAPI(
         title="Triton Lambda Gateway",
         version="0.1.0",
         description=DESCRIPTION,
         swagger_ui_parameters={"persistAuthorization": True},
+        # Served by routes/docs.py with assets from the app itself, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.inference_routes = False
@@ -88,8 +93,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 class InferenceRoutes:
-    """Adds the inference routes (``/infer``, ``/v2``) to the app on its first request for anything but
-    ``/health``, and before the OpenAPI document is built.
+    """Adds the inference routes (``/infer``, ``/v2``) and the docs to the app on its first request for
+    anything but ``/health``, and before the OpenAPI document is built.
 
     A cold start then imports and builds only what ``/health`` needs: the inference modules pull in
     numpy, Pillow and the codecs, and each route's request and response models compile pydantic schemas.
@@ -112,14 +117,16 @@ _INCLUDE_LOCK = threading.Lock()
 
 
 def include_inference_routes(app: FastAPI) -> None:
-    """The inference routers, included once (``InferenceRoutes`` calls it; so does the OpenAPI document)."""
+    """The inference and docs routers, included once (``InferenceRoutes`` calls it; so does the OpenAPI
+    document), in the order they always had after ``/health``."""
     with _INCLUDE_LOCK:
         if app.state.inference_routes:
             return
-        from service.routes import infer, v2
+        from service.routes import docs, infer, v2
 
         app.include_router(infer.router)
         app.include_router(v2.router)
+        app.include_router(docs.router)
         app.state.inference_routes = True
 
 
@@ -127,6 +134,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 
+        from service.openapi import describe_service
         from service.protocol.schemas import InferRequest, V2InferRequest
 
         include_inference_routes(app)
@@ -145,6 +153,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 operation["responses"].pop("422", None)
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
+        describe_service(schema)
         app.openapi_schema = schema
     return app.openapi_schema
 

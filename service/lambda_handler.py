@@ -3,6 +3,8 @@
 Lifespan is off because Mangum would run it on every invocation; the Triton client is built lazily
 and lives as long as the Lambda's process."""
 
+import logging
+
 import pybase64
 from mangum import Mangum
 from mangum.handlers import APIGateway
@@ -27,5 +29,8 @@ class RestApiEvent(APIGateway):
                 return pybase64.b64decode(self.event["body"])
         return super().body
 
+
+# Mangum logs "GET /path 200" at INFO for every event: the gateway's access record already says that, once.
+logging.getLogger("mangum.http").setLevel(logging.WARNING)
 
 handler = Mangum(app, lifespan="off", custom_handlers=[RestApiEvent])

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 
 class ErrorBody(BaseModel):
     """Every error the gateway answers (tritonclient reads the ``error`` key)."""
 
-    error: str = Field(examples=["inputs[0].shape: expected [3, 224, 224] for input 'data_0', got [3, 224]"])
+    error: str
 
 
 class HealthBody(BaseModel):

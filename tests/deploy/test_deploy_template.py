@@ -15,7 +15,13 @@ INFERENCE_METHODS = [
     ("/v2/{proxy+}", "post"),
     ("/{proxy+}", "x-amazon-apigateway-any-method"),
 ]
-OPEN_METHODS = [("/docs", "get"), ("/docs/{proxy+}", "get"), ("/openapi.json", "get"), ("/health", "get")]
+OPEN_METHODS = [
+    ("/docs", "get"),
+    ("/docs/{proxy+}", "get"),
+    ("/redoc", "get"),
+    ("/openapi.json", "get"),
+    ("/health", "get"),
+]
 TRITON_PORTS = {8000, 8001}
 
 

@@ -39,13 +39,22 @@ class Context:
 
 response = handler(json.load(open(sys.argv[2])), Context())
 cold = sorted({"numpy", "PIL", "tritonclient.grpc._client", "tritonclient.utils"} & set(sys.modules))
+# /docs' own script, from the task root (fastapi-offline is a runtime dependency)
+import re
+docs = json.load(open(sys.argv[3]))
+page = handler(docs, Context())
+script = re.search(r"(/api/docs/assets/[^'\\x22]+swagger-ui-bundle.js)", page["body"]).group(1)
+docs["path"] = script.removeprefix("/api")
+docs["requestContext"]["path"] = script
+asset = handler(docs, Context())
 # Every module of the service imports from what the image holds (the inference routes load lazily).
 import importlib, pkgutil, service, simdjson
 for module in pkgutil.walk_packages(service.__path__, "service."):
     importlib.import_module(module.name)
 leaked = sorted({"uvicorn", "onnx", "onnxruntime", "pytriton", "httpx", "pytest"} & set(sys.modules))
 print(json.dumps({"status": response["statusCode"], "body": json.loads(response["body"]), "leaked": leaked,
-                  "cold": cold}))
+                  "cold": cold,
+                  "docs_asset": [asset["statusCode"], asset["headers"]["content-type"], len(asset["body"])]}))
 """
 
 
@@ -96,7 +105,7 @@ def test_runtime_dependencies_alone_run_the_handler(tmp_path: Path) -> None:
     env = {"PATH": os.environ["PATH"], "TRITON_GRPC_URL": "127.0.0.1:9", "HEALTH_TIMEOUT_SECONDS": "1"}
     env |= image_environment()  # the image's ENV lines (glibc's malloc tunables)
     out = subprocess.run(
-        [python, "-I", "-S", "-c", PROBE, str(task_root), str(EVENT)],
+        [python, "-I", "-S", "-c", PROBE, str(task_root), str(EVENT), str(EVENTS / "docs.json")],
         env=env,
         capture_output=True,
         text=True,
@@ -111,3 +120,7 @@ def test_runtime_dependencies_alone_run_the_handler(tmp_path: Path) -> None:
     assert result["body"]["triton"] == "unavailable"
     assert result["cold"] == [], "a cold /health should not import these"
     assert result["leaked"] == []
+    # and serves /docs' Swagger UI script itself (gzipped, as the event accepts gzip)
+    status, media_type, size = result["docs_asset"]
+    assert (status, media_type) == (200, "text/javascript; charset=utf-8")
+    assert size > 100_000
