@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import os
@@ -109,7 +110,7 @@ def uvicorn_gateway(grpc_url: str) -> Iterator[str]:
     env = {**os.environ, "TRITON_GRPC_URL": grpc_url, "LOG_LEVEL": "WARNING"}
     command = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port)]
     command += ["--http", "httptools", "--log-level", "warning", "--no-access-log"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(400):
@@ -209,8 +210,9 @@ def measure_paths(triton: TritonServer, url: str, x: np.ndarray, iterations: int
         ),
         IMAGE: event_for("infer", image_body),
     }
-    for event in events.values():
-        checked(handler(event, context))
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        for event in events.values():
+            checked(handler(event, context))
     image_only = image_decode_call(photo)
 
     def ok(response: httpx.Response) -> httpx.Response:
@@ -233,7 +235,10 @@ def measure_paths(triton: TritonServer, url: str, x: np.ndarray, iterations: int
         HTTP_V2_BINARY: http_binary(gateway_http),
     }
     try:
-        return round_robin(calls, iterations)
+        # The handler writes an EMF document and an access record to stdout per request, as deployed (there
+        # the runtime ships them to CloudWatch): they go to /dev/null here, so the report stays readable.
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            return round_robin(calls, iterations)
     finally:
         for client in (grpc, triton_http, gateway_http):
             client.close()
