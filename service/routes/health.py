@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from service.errors import GatewayError, TritonTimeout
-from service.protocol.schemas import HealthBody
+from service.protocol.envelopes import HealthBody
 from service.routes.common import HealthDeadlineDep, SettingsDep, TritonDep, json_response
 
 router = APIRouter(tags=["health"])
