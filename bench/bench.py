@@ -373,8 +373,13 @@ def main() -> None:
 
     x = np.random.default_rng(0).random(SHAPE, dtype=np.float32)
     os.environ["LOG_LEVEL"] = "WARNING"
+    # No response cache: every path repeats one tensor, which a cache would answer without the model, and
+    # the figures are of what an uncached request costs.
     with TritonServer(
-        build_model_repository(LOCAL_MODEL_REPOSITORY), models=[MODEL], log_name="bench"
+        build_model_repository(LOCAL_MODEL_REPOSITORY),
+        models=[MODEL],
+        log_name="bench",
+        response_cache_bytes=0,
     ) as triton:
         os.environ["TRITON_GRPC_URL"] = triton.grpc_url
         with uvicorn_gateway(triton.grpc_url) as url:
