@@ -26,6 +26,7 @@ from typing import IO, Any, Self
 
 from localdev.haproxy import HAProxy
 from localdev.paths import LOCAL_DIR, LOG_DIR, REPO_ROOT
+from localdev.processes import stop_process
 from localdev.tritonserver import TritonServer, free_port
 
 
@@ -85,13 +86,7 @@ class Gateway:
     def stop(self) -> None:
         """Stop uvicorn (SIGTERM, SIGKILL after 5 s)."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, signal.SIGTERM, 5)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from localdev.paths import LOCAL_DIR, LOG_DIR
+from localdev.processes import stop_process
 from localdev.tritonserver import free_port
 
 BACKEND = "triton"
@@ -130,13 +131,7 @@ backend {BACKEND}
     def stop(self) -> None:
         """Stop haproxy (SIGTERM, then SIGKILL after 5 s); safe to call repeatedly."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, signal.SIGTERM, 5)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from localdev.paths import LOCAL_DIR, LOG_DIR
+from localdev.processes import stop_process
 
 
 class TritonStartupError(RuntimeError):
@@ -280,13 +281,7 @@ class TritonServer:
     def stop(self) -> None:
         """Ask Triton to shut down (SIGINT), kill it after ``stop_timeout``; safe to call repeatedly."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, signal.SIGINT, self.stop_timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
