@@ -21,6 +21,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
     triton_grpc_url: str = Field("127.0.0.1:8001", description="host:port of Triton's gRPC endpoint")
+    triton_grpc_tls: bool = Field(False, description="talk TLS to Triton (Triton runs with --grpc-use-ssl)")
+    triton_grpc_tls_ca: str = Field(
+        "", description="PEM text, or a path to a PEM file, of the CA Triton's certificate is checked against"
+    )
+    triton_grpc_tls_server_name: str = Field(
+        "", description="name Triton's certificate is checked against; empty: the host of TRITON_GRPC_URL"
+    )
     default_model: str = Field("densenet_onnx", description="model used when a request names none")
     allowed_models: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="comma-separated allow-list of model names; empty serves every model Triton has"
@@ -78,6 +85,22 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected model=SCALING, got {item!r}")
             pairs[name.strip()] = scaling.strip().upper()
         return pairs
+
+    @field_validator("triton_grpc_tls_ca")
+    @classmethod
+    def _read_ca(cls, value: str) -> str:
+        # Read once, here: a wrong path fails the cold start with this message, not every request later.
+        value = value.strip()
+        if not value or value.startswith("-----BEGIN"):
+            return value
+        try:
+            with open(value, encoding="ascii") as pem:
+                text = pem.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"neither PEM text nor a readable PEM file ({exc.__class__.__name__})") from None
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise ValueError(f"{value} holds no PEM certificate")
+        return text
 
     @field_validator("api_root_path")
     @classmethod

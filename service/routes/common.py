@@ -10,8 +10,15 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
-from service.errors import BadRequest, ModelNotFound, PayloadTooLarge, describe_validation_errors
+from service.errors import (
+    BadRequest,
+    ClientClosedRequest,
+    ModelNotFound,
+    PayloadTooLarge,
+    describe_validation_errors,
+)
 from service.protocol.metadata import ModelInfo
 from service.protocol.schemas import ErrorBody
 from service.settings import API_GATEWAY_LIMIT_SECONDS, Settings
@@ -83,14 +90,25 @@ HealthDeadlineDep = Annotated[Deadline, Depends(_health_deadline)]
 
 
 async def read_body(request: Request, settings: Settings) -> bytes:
-    """The raw body, read once, refused early when it is over the configured size."""
+    """The raw body, read once, refused as soon as it is over the configured size (a chunked body with no
+    Content-Length included, so it is never held whole)."""
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        raise PayloadTooLarge(f"body of {declared} bytes is over the {settings.max_body_bytes}-byte limit")
-    body = await request.body()
-    if len(body) > settings.max_body_bytes:
-        raise PayloadTooLarge(f"body of {len(body)} bytes is over the {settings.max_body_bytes}-byte limit")
-    return body
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body of more than {limit} bytes is over the {limit}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientClosedRequest(
+            f"client closed the connection after {size} bytes of its body; nothing was answered"
+        ) from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_json(model: type[M], body: bytes) -> M:

@@ -3,8 +3,10 @@ translation of gRPC failures into gateway errors. Nothing above this module sees
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +41,16 @@ _CHANNEL_OPTIONS = [
 ]
 # Concurrent Triton calls of one request with several images (a model that does not batch).
 _FAN_OUT_THREADS = 4
+# A call given this share of the request's budget timed out on Triton; with less, the time went elsewhere.
+_MOST_OF_THE_BUDGET = 0.9
+# Distinct (model, version) pairs whose metadata is kept: far more than a gateway serves, small in memory.
+_METADATA_ENTRIES = 256
+# Upstream text a 4xx may carry: its first line, this long at most.
+_DETAIL_CHARS = 300
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@+-]+){2,}[\\/]?")
+_ADDRESS = re.compile(r"\b(?:ipv[46]:)?(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b|\[[0-9a-fA-F:]+\](?::\d+)?")
+# gRPC's wording when the TLS handshake to Triton fails on its certificate.
+_TLS_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "Hostname Verification", "handshake failed")
 
 
 class Deadline:
@@ -47,13 +59,28 @@ class Deadline:
     def __init__(self, seconds: float) -> None:
         self.budget = seconds
         self._expires = time.monotonic() + seconds
+        self._given = seconds  # what the latest Triton call was given
 
     def remaining(self) -> float:
-        """Seconds left; raises :class:`TritonTimeout` once none are."""
+        """Seconds left; raises :class:`TritonTimeout` once none are (Triton is then not called at all)."""
         left = self._expires - time.monotonic()
         if left <= 0:
-            raise TritonTimeout(f"Triton did not answer within the {self.budget:.1f} s deadline")
+            # The time went before this call (image decoding, earlier calls): Triton was not the slow part.
+            raise TritonTimeout(
+                f"the request's deadline of {self.budget:.1f} s passed before Triton was called"
+            )
+        self._given = left
         return left
+
+    def missed(self) -> TritonTimeout:
+        """The error for a Triton call that did not answer in the time :meth:`remaining` gave it."""
+        given = self._given
+        if given >= self.budget * _MOST_OF_THE_BUDGET:
+            return TritonTimeout(f"Triton did not answer within the {self.budget:.1f} s deadline")
+        return TritonTimeout(
+            f"the request's deadline of {self.budget:.1f} s passed: Triton did not answer in the "
+            f"{given:.2f} s that were left of it"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +92,22 @@ class _Cached:
 class TritonClient:
     """A gRPC channel to Triton kept for the life of the process (warm Lambda invocations included)."""
 
-    def __init__(self, url: str, *, metadata_ttl: float, idle_reconnect: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        metadata_ttl: float,
+        idle_reconnect: float,
+        credentials: grpc.ChannelCredentials | None = None,
+        server_name: str = "",
+    ) -> None:
+        """``credentials`` (from :func:`tls_credentials`) make the channel TLS; ``server_name`` is the name
+        Triton's certificate must carry when it is not the host of ``url``."""
         self._url = url
+        self._credentials = credentials
+        self._options: list[tuple[str, int | str]] = [*_CHANNEL_OPTIONS]
+        if server_name:
+            self._options.append(("grpc.ssl_target_name_override", server_name))
         self._host = url.rsplit(":", 1)[0]
         self._metadata_ttl = metadata_ttl
         self._idle_reconnect = idle_reconnect
@@ -74,7 +115,8 @@ class TritonClient:
         self._channel: grpc.Channel | None = None
         self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
         self._last_answer = 0.0
-        self._metadata: dict[tuple[str, str], _Cached] = {}
+        # Least recently used first; bounded so callers naming many versions cannot grow it.
+        self._metadata: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
         self.channels_opened = 0
 
     # -- health ----------------------------------------------------------------------------------------------
@@ -100,6 +142,7 @@ class TritonClient:
         cached = self._metadata.get(key)
         now = time.monotonic()
         if cached is not None and cached.expires > now:
+            self._metadata.move_to_end(key)
             return cached.info
         metadata = self._call(
             "ModelMetadata", service_pb2.ModelMetadataRequest(name=name, version=version), deadline, model=key
@@ -109,6 +152,9 @@ class TritonClient:
         ).config
         info = model_info(metadata, config)
         self._metadata[key] = _Cached(now + self._metadata_ttl, info)
+        self._metadata.move_to_end(key)
+        while len(self._metadata) > _METADATA_ENTRIES:
+            self._metadata.popitem(last=False)
         return info
 
     def server_metadata(self, deadline: Deadline) -> dict[str, Any]:
@@ -197,7 +243,11 @@ class TritonClient:
     def _current_stub(self) -> service_pb2_grpc.GRPCInferenceServiceStub:
         with self._lock:
             if self._stub is None:
-                self._channel = grpc.insecure_channel(self._url, options=_CHANNEL_OPTIONS)
+                self._channel = (
+                    grpc.insecure_channel(self._url, options=self._options)
+                    if self._credentials is None
+                    else grpc.secure_channel(self._url, self._credentials, options=self._options)
+                )
                 self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
                 self.channels_opened += 1
             return self._stub
@@ -241,25 +291,40 @@ class TritonClient:
     def _translate(
         self, error: grpc.RpcError, deadline: Deadline, model: tuple[str, str] | None
     ) -> GatewayError:
+        # 5xx answers carry a fixed message per kind; Triton's own text (backend exceptions, file paths,
+        # addresses) goes to the log only, through ``detail``.
         code = error.code()
         if code != grpc.StatusCode.UNAVAILABLE:
             self._last_answer = time.monotonic()  # Triton answered, so the channel is alive
-        details = self._scrub(error.details() or "")
+        raw = error.details() or ""
+        detail = f"{code.name}: {raw}"
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return TritonTimeout(f"Triton did not answer within the {deadline.budget:.1f} s deadline")
+            timeout = deadline.missed()
+            timeout.detail = detail
+            return timeout
         if code == grpc.StatusCode.NOT_FOUND:
-            return ModelNotFound(_not_served(model) if model else details)
+            return ModelNotFound(_not_served(model) if model else self._scrub(raw), detail=detail)
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-            # gRPC's text here names the address it failed to reach: keep it out of the answer.
-            return TritonUnavailable("Triton is unavailable; try again shortly", {"Retry-After": "1"})
+            if self._credentials is not None and any(word in raw for word in _TLS_FAILURES):
+                return TritonUnavailable(
+                    "Triton is unavailable: its TLS certificate did not verify",
+                    {"Retry-After": "1"},
+                    detail="TLS to Triton failed certificate verification (check TRITON_GRPC_TLS_CA and "
+                    f"TRITON_GRPC_TLS_SERVER_NAME): {detail}",
+                )
+            return TritonUnavailable("Triton is unavailable; try again shortly", {"Retry-After": "1"}, detail)
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            return TritonUnavailable(f"Triton is overloaded: {details}", {"Retry-After": "1"})
+            return TritonUnavailable("Triton is overloaded; try again shortly", {"Retry-After": "1"}, detail)
         if code == grpc.StatusCode.INVALID_ARGUMENT:
-            return BadRequest(details)
-        return UpstreamError(f"Triton failed ({code.name}): {details}")
+            return BadRequest(self._scrub(raw), detail=detail)
+        return UpstreamError(f"Triton failed to run the request ({code.name})", detail=detail)
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._url, "triton").replace(self._host, "triton")
+        """Upstream text fit for a 4xx answer: its first line, without addresses or file paths."""
+        text = text.strip().splitlines()[0] if text.strip() else "Triton refused the request"
+        text = text.replace(self._url, "triton").replace(self._host, "triton")
+        text = _ADDRESS.sub("triton", _PATH.sub("<path>", text))
+        return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 3] + "..."
 
 
 def _set_parameter(parameter: service_pb2.InferParameter, value: Any, key: str) -> None:
@@ -297,11 +362,34 @@ def _fan_out_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=_FAN_OUT_THREADS, thread_name_prefix="triton-fan-out")
 
 
+def tls_credentials(ca_pem: str) -> grpc.ChannelCredentials:
+    """TLS credentials that trust ``ca_pem`` (PEM text; empty: the system's roots)."""
+    return grpc.ssl_channel_credentials(root_certificates=ca_pem.encode() if ca_pem else None)
+
+
 def get_client(settings: Settings) -> TritonClient:
     """The process's client for the configured Triton, created on first use and then reused."""
-    return _client(settings.triton_grpc_url, settings.metadata_ttl_seconds, settings.idle_reconnect_seconds)
+    tls = (
+        (settings.triton_grpc_tls_ca, settings.triton_grpc_tls_server_name)
+        if settings.triton_grpc_tls
+        else None
+    )
+    return _client(
+        settings.triton_grpc_url, settings.metadata_ttl_seconds, settings.idle_reconnect_seconds, tls
+    )
 
 
 @lru_cache(maxsize=8)
-def _client(url: str, metadata_ttl: float, idle_reconnect: float) -> TritonClient:
-    return TritonClient(url, metadata_ttl=metadata_ttl, idle_reconnect=idle_reconnect)
+def _client(
+    url: str, metadata_ttl: float, idle_reconnect: float, tls: tuple[str, str] | None
+) -> TritonClient:
+    if tls is None:
+        return TritonClient(url, metadata_ttl=metadata_ttl, idle_reconnect=idle_reconnect)
+    ca_pem, server_name = tls
+    return TritonClient(
+        url,
+        metadata_ttl=metadata_ttl,
+        idle_reconnect=idle_reconnect,
+        credentials=tls_credentials(ca_pem),
+        server_name=server_name,
+    )
