@@ -87,7 +87,8 @@ def test_deadline_is_capped_by_the_lambdas_remaining_time(lambda_handler):
     assert response["statusCode"] == 504
     # The request id in the answer is API Gateway's, so the caller can quote it to whoever reads the logs.
     assert body_of(response) == {
-        "error": "Triton did not answer within the 0.7 s deadline (request id c6af9ac6-7b61-11e6-9a41-93e8deadbeef)"
+        "error": "Triton did not answer within the 0.7 s deadline "
+        "(request id c6af9ac6-7b61-11e6-9a41-93e8deadbeef)"
     }
     assert time.monotonic() - began < 1.2
 
