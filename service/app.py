@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from service.access_log import AccessLogMiddleware
 from service.errors import ClientClosedRequest, GatewayError, describe_validation_errors
 from service.protocol.schemas import InferRequest, V2InferRequest
+from service.readiness import ReadinessCache
 from service.request_context import current_request_id, with_request_id
 from service.root_path import RootPathMiddleware
 from service.routes import health, infer, v2
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": True},
     )
     app.state.settings = settings
+    app.state.readiness = ReadinessCache(settings.health_cache_seconds)
     app.include_router(health.router)
     app.include_router(infer.router)
     app.include_router(v2.router)

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         10.0, gt=0, lt=API_GATEWAY_LIMIT_SECONDS, description="deadline of one request's Triton calls"
     )
     health_timeout_seconds: float = Field(2.0, gt=0, description="deadline of the /health probe")
+    health_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="how long /health reuses Triton's answer, so a flood of probes costs Triton nothing",
+    )
     metadata_ttl_seconds: float = Field(60.0, ge=0, description="how long model metadata stays cached")
     idle_reconnect_seconds: float = Field(
         30.0,

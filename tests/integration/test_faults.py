@@ -45,7 +45,8 @@ def timed(call):
 def test_stopped_triton_gives_503_then_recovers_after_restart(triton_factory):
     # GIVEN a gateway in front of its own Triton, with every UNAVAILABLE retried on a fresh channel
     server: TritonServer = triton_factory(models=["densenet_onnx"])
-    settings = Settings(triton_grpc_url=server.grpc_url, idle_reconnect_seconds=0)
+    # (no /health cache: this test is about the outage, test_health_docs about the cache)
+    settings = Settings(triton_grpc_url=server.grpc_url, idle_reconnect_seconds=0, health_cache_seconds=0)
     with serve_gateway(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
         assert client.get("/health").json()["status"] == "healthy"
         assert client.post("/infer", json=DENSENET).status_code == 200
