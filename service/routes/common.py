@@ -20,6 +20,7 @@ from service.errors import (
     describe_validation_errors,
 )
 from service.protocol.metadata import ModelInfo
+from service.protocol.model_ref import check_model_ref
 from service.protocol.schemas import ErrorBody
 from service.settings import API_GATEWAY_LIMIT_SECONDS, Settings
 from service.triton import Deadline, TritonClient, get_client
@@ -123,12 +124,14 @@ def lookup_model(
     triton: TritonClient, settings: Settings, name: str, version: str, deadline: Deadline
 ) -> ModelInfo:
     """The model's metadata, if the allow-list lets callers reach it."""
-    ensure_allowed(settings, name)
+    ensure_allowed(settings, name, version)
     return triton.model_info(name, version, deadline)
 
 
-def ensure_allowed(settings: Settings, name: str) -> None:
-    """404 for a model off the allow-list, as for one Triton lacks: callers cannot map the list."""
+def ensure_allowed(settings: Settings, name: str, version: str = "") -> None:
+    """400 for a name or version Triton could not serve; 404 for a model off the allow-list, as for one
+    Triton lacks: callers cannot map the list. Both before any Triton call."""
+    check_model_ref(name, version)
     if not settings.model_allowed(name):
         raise ModelNotFound(f"model {name!r} is not served here")
 

@@ -91,14 +91,22 @@ async def infer(
     body = await read_body(request, settings)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     # Decoding and the gRPC calls block: keep them off the event loop.
-    if media in IMAGE_TYPES or media == "multipart/form-data":
-        uploads = (
-            [("image", body)]
-            if media in IMAGE_TYPES
-            else _form_images(body, request.headers["content-type"], settings)
-        )
+    if media in IMAGE_TYPES:
+        uploads = [("image", body)]
         return await run_in_threadpool(
             _infer_images, uploads, model, version, top_k, "", settings, triton, deadline
+        )
+    if media == "multipart/form-data":
+        return await run_in_threadpool(
+            _infer_form,
+            body,
+            request.headers["content-type"],
+            model,
+            version,
+            top_k,
+            settings,
+            triton,
+            deadline,
         )
     if media in _JSON_TYPES or media.endswith("+json"):
         if model is not None or version is not None or top_k is not None:
@@ -162,8 +170,23 @@ def _infer_tensors(
     return json_response(encode_result(result, b64))
 
 
+def _infer_form(
+    body: bytes,
+    content_type: str,
+    model: str | None,
+    version: str | None,
+    top_k: int | None,
+    settings: Settings,
+    triton: TritonClient,
+    deadline: Deadline,
+) -> Response:
+    uploads = _form_images(body, content_type, settings)
+    return _infer_images(uploads, model, version, top_k, "", settings, triton, deadline)
+
+
 def _form_images(body: bytes, content_type: str, settings: Settings) -> list[tuple[str, bytes]]:
-    parts = parse_form(body, content_type)
+    # One part past the limit is enough to refuse: the rest of a body of 160,000 empty parts is never read.
+    parts = parse_form(body, content_type, max_parts=settings.max_images + 1)
     for part in parts:
         if part.filename is None and not part.content_type.startswith("image/"):
             raise BadRequest(

@@ -132,7 +132,7 @@ def model_ready(
     model: str, version: Version, settings: SettingsDep, triton: TritonDep, deadline: HealthDeadlineDep
 ) -> Response:
     """200 when Triton can run the model; 400 when it cannot (unknown to Triton, or not loaded)."""
-    ensure_allowed(settings, model)
+    ensure_allowed(settings, model, version)
     if not triton.model_ready(model, version, deadline):
         raise NotReady(f"model {model!r}{f' version {version!r}' if version else ''} is not ready")
     return Response(status_code=200)
@@ -151,7 +151,7 @@ def model_statistics(
     model: str, version: Version, settings: SettingsDep, triton: TritonDep, deadline: DeadlineDep
 ) -> Response:
     """Triton's inference, batch and cache statistics of the model."""
-    ensure_allowed(settings, model)
+    ensure_allowed(settings, model, version)
     return json_response(triton.statistics(model, version, deadline))
 
 

@@ -100,6 +100,7 @@ class TritonClient:
         idle_reconnect: float,
         credentials: grpc.ChannelCredentials | None = None,
         server_name: str = "",
+        metadata_entries: int = _METADATA_ENTRIES,
     ) -> None:
         """``credentials`` (from :func:`tls_credentials`) make the channel TLS; ``server_name`` is the name
         Triton's certificate must carry when it is not the host of ``url``."""
@@ -115,8 +116,9 @@ class TritonClient:
         self._channel: grpc.Channel | None = None
         self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
         self._last_answer = 0.0
-        # Least recently used first; bounded so callers naming many versions cannot grow it.
+        # Least recently used first, at most ``metadata_entries``: callers naming many models cannot grow it.
         self._metadata: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
+        self._metadata_entries = metadata_entries
         self.channels_opened = 0
 
     # -- health ----------------------------------------------------------------------------------------------
@@ -153,7 +155,7 @@ class TritonClient:
         info = model_info(metadata, config)
         self._metadata[key] = _Cached(now + self._metadata_ttl, info)
         self._metadata.move_to_end(key)
-        while len(self._metadata) > _METADATA_ENTRIES:
+        while len(self._metadata) > self._metadata_entries:
             self._metadata.popitem(last=False)
         return info
 

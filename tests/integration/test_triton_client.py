@@ -60,3 +60,17 @@ def test_unavailable_is_retried_on_a_fresh_channel_only_after_idleness(
     assert caught.value.message == "Triton is unavailable; try again shortly"
     assert client.channels_opened == channels
     client.close()
+
+
+def test_the_metadata_cache_keeps_only_its_most_recent_entries(triton: TritonServer):
+    client = TritonClient(triton.grpc_url, metadata_ttl=60, idle_reconnect=30, metadata_entries=2)
+    densenet = client.model_info("densenet_onnx", "", Deadline(5))
+    first_slow = client.model_info("slow_model", "", Deadline(5))
+    assert client.model_info("densenet_onnx", "", Deadline(5)) is densenet  # still cached, and now the newest
+    client.model_info("text_bytes", "", Deadline(5))  # evicts slow_model, the least recently used
+    assert client.model_info("densenet_onnx", "", Deadline(5)) is densenet
+    slow = client.model_info("slow_model", "", Deadline(5))  # fetched again, evicting text_bytes
+    assert slow is not first_slow and slow == first_slow
+    assert client.model_info("slow_model", "", Deadline(5)) is slow
+    assert client.model_info("densenet_onnx", "", Deadline(5)) is densenet
+    client.close()
