@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import socket
 import time
@@ -15,6 +16,7 @@ import pytest
 from localdev.tritonserver import TritonServer
 from service.settings import Settings
 from tests.gateway import serve_gateway
+from tests.settle import settled
 
 PIXELS = base64.b64encode(np.zeros((3, 224, 224), np.float32).tobytes()).decode()
 DENSENET = {"inputs": [{"name": "data_0", "datatype": "FP32", "shape": [3, 224, 224], "b64": PIXELS}]}
@@ -117,3 +119,25 @@ def test_default_model_setting(triton):
         answer = client.post("/infer", json=body).json()
         assert answer["model_name"] == "slow_model"
         assert answer["outputs"][0]["data"] == [3]
+
+
+def test_a_client_that_disconnects_mid_body_is_logged_once_as_499(gateway_url, caplog):
+    # GIVEN a client that promises a 1 MB body, sends 100 bytes of it and hangs up
+    caplog.set_level(logging.INFO)
+    host, port = gateway_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000\r\n\r\n" + b"[" * 100
+        )
+        time.sleep(0.2)
+
+    # THEN one access record says 499, one line says what happened, and no traceback anywhere
+    def access() -> list[int]:
+        return [r.status for r in caplog.records if r.name == "service.access" and "/infer" in r.getMessage()]
+
+    assert settled(access, [499]) == [499]
+    closed = [r for r in caplog.records if "client closed the connection" in r.getMessage()]
+    assert len(closed) == 1
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
