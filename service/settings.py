@@ -48,7 +48,10 @@ class Settings(BaseSettings):
         description="a channel idle this long gets one retry on a fresh channel when a call is UNAVAILABLE",
     )
     max_body_bytes: int = Field(
-        10 * 1024 * 1024, gt=0, description="largest request body accepted (API Gateway's own cap is 10 MB)"
+        10 * 1024 * 1024,
+        gt=0,
+        description="largest request body accepted; under Lambda the 6 MB invoke payload, with the body in "
+        "base64, caps it at about 4.4 MB whatever this says (API Gateway's own cap is 10 MB)",
     )
     api_root_path: str = Field(
         "",
@@ -56,9 +59,14 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="gateway log level")
     max_inflated_bytes: int = Field(
-        64 * 1024 * 1024,
+        16 * 1024 * 1024,
         gt=0,
         description="largest v2 request body accepted after undoing its Content-Encoding (gzip, deflate)",
+    )
+    max_elements: int = Field(
+        0,
+        ge=0,
+        description="most JSON tensor elements one request may carry; 0: MAX_INFLATED_BYTES / 4",
     )
     max_images: int = Field(16, gt=0, description="most images one /infer request may carry")
     max_image_pixels: int = Field(
@@ -117,6 +125,12 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def element_limit(self) -> int:
+        """MAX_ELEMENTS, or by default one element per 4 bytes of MAX_INFLATED_BYTES (4 Mi at 16 MiB:
+        ~320 MB as parsed JSON numbers, the most one request may take of a 1 GB Lambda)."""
+        return self.max_elements or self.max_inflated_bytes // 4
 
     def model_allowed(self, name: str) -> bool:
         """True when the allow-list is empty or names the model."""
