@@ -21,8 +21,9 @@ import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
 from service.errors import BadRequest
+from service.protocol.codecs import base64_bytes
 from service.protocol.metadata import ModelInfo
-from service.protocol.tensors import NUMPY_DTYPES, Tensor, base64_bytes
+from service.protocol.tensors import NUMPY_DTYPES, Tensor
 from service.settings import ImageScaling
 
 Array = npt.NDArray[Any]

@@ -11,20 +11,12 @@ from typing import Any
 import orjson
 
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.protocol.checks import check_outputs
+from service.protocol.codecs import decode_input, from_raw_bytes, to_json_data, to_raw_bytes
 from service.protocol.metadata import ModelInfo
+from service.protocol.results import result_body, tensor_header
 from service.protocol.schemas import TensorIn, V2InferRequest
-from service.protocol.tensors import (
-    InferResult,
-    OutputSpec,
-    Tensor,
-    check_outputs,
-    decode_input,
-    from_raw_bytes,
-    result_body,
-    tensor_header,
-    to_json_data,
-    to_raw_bytes,
-)
+from service.protocol.tensors import InferResult, OutputSpec, Tensor
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_MEDIA_TYPE = "application/octet-stream"
@@ -165,3 +157,37 @@ def _flag(parameters: Mapping[str, Any] | None, key: str, field: str, *, default
     if not isinstance(value, bool):
         raise BadRequest(f"{field}.{key}: expected true or false, got {value!r}")
     return value
+
+
+class V2Tensors:
+    """A v2 request (JSON header plus binary sections) as the data plane runs it. ``binary_outputs`` is
+    known once :meth:`outputs` has chosen the outputs."""
+
+    def __init__(self, request: V2InferRequest, binary: memoryview) -> None:
+        self.request = request
+        self._binary = binary
+        self.binary_outputs: frozenset[str] = frozenset()
+
+    @property
+    def request_id(self) -> str:
+        """The caller's request id, echoed in the answer."""
+        return self.request.id or ""
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The request parameters Triton acts on."""
+        return forwarded_parameters(self.request)
+
+    @property
+    def declared_inputs(self) -> Sequence[TensorIn]:
+        """The inputs as the JSON header describes them, checked before they are decoded."""
+        return self.request.inputs
+
+    def decode(self) -> list[Tensor]:
+        """The inputs as numpy arrays, from JSON or from their binary sections."""
+        return decode_inputs(self.request.inputs, self._binary)
+
+    def outputs(self, info: ModelInfo) -> list[OutputSpec]:
+        """The outputs to ask Triton for; records which of them the answer carries as binary sections."""
+        specs, self.binary_outputs = wanted_outputs(self.request, info)
+        return specs

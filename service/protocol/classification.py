@@ -10,7 +10,8 @@ from typing import Any
 
 from service.errors import BadRequest, UpstreamError
 from service.protocol.metadata import ModelInfo
-from service.protocol.tensors import InferResult, OutputSpec, Tensor, element_count, to_json_data
+from service.protocol.results import json_output, result_body
+from service.protocol.tensors import InferResult, OutputSpec, Tensor, element_count
 
 
 def classification_output(info: ModelInfo, top_k: int, field: str = "top_k") -> OutputSpec:
@@ -73,21 +74,8 @@ def encode_image_results(
             continue
         count = result.outputs[0].array.shape[0] if batched and result.outputs else 1
         for i in range(count):
-            outputs = []
-            for tensor in result.outputs:
-                array = tensor.array[i] if batched else tensor.array
-                outputs.append(
-                    {
-                        "name": tensor.name,
-                        "datatype": tensor.datatype,
-                        "shape": list(array.shape),
-                        "data": to_json_data(array, tensor.datatype, tensor.name),
-                    }
-                )
+            outputs = [
+                json_output(t.name, t.datatype, t.array[i] if batched else t.array) for t in result.outputs
+            ]
             entries.append({"outputs": outputs})
-    first = results[0]
-    body: dict[str, Any] = {"model_name": first.model_name, "model_version": first.model_version}
-    if first.id:
-        body["id"] = first.id
-    body["results"] = entries
-    return body
+    return result_body(results[0], entries, key="results")

@@ -16,9 +16,10 @@ from typing import Any, get_args
 import msgspec
 
 from service.errors import BadRequest, PayloadTooLarge
+from service.protocol.checks import check_inputs
 from service.protocol.metadata import ModelInfo
 from service.protocol.schemas import Datatype
-from service.protocol.tensors import check_inputs, element_count
+from service.protocol.tensors import element_count
 
 # Values a body may hold outside its inputs' data (shapes, parameters, outputs, keys' values): thousands in
 # any real request; the bound keeps a junk field from costing what a tensor would.

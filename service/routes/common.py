@@ -1,5 +1,5 @@
-"""What every route shares: settings and client dependencies, the request deadline, body reading, and
-the JSON response."""
+"""What every route shares: settings, client and data-plane dependencies, the request deadline, body
+reading, and the JSON response."""
 
 from __future__ import annotations
 
@@ -12,15 +12,8 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
-from service.errors import (
-    BadRequest,
-    ClientClosedRequest,
-    ModelNotFound,
-    PayloadTooLarge,
-    describe_validation_errors,
-)
-from service.protocol.metadata import ModelInfo
-from service.protocol.model_ref import check_model_ref
+from service.dataplane import DataPlane
+from service.errors import BadRequest, ClientClosedRequest, PayloadTooLarge, describe_validation_errors
 from service.protocol.schemas import ErrorBody
 from service.settings import API_GATEWAY_LIMIT_SECONDS, Settings
 from service.triton import Deadline, TritonClient, get_client
@@ -65,6 +58,14 @@ async def _triton(settings: SettingsDep) -> TritonClient:
 
 
 TritonDep = Annotated[TritonClient, Depends(_triton)]
+
+
+async def _plane(settings: SettingsDep, triton: TritonDep) -> DataPlane:
+    return DataPlane(settings, triton)
+
+
+# The inference pipeline and model lookup every model route goes through.
+PlaneDep = Annotated[DataPlane, Depends(_plane)]
 
 
 def _request_budget(request: Request, seconds: float) -> float:
@@ -118,22 +119,6 @@ def parse_json(model: type[M], body: bytes) -> M:
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise BadRequest(describe_validation_errors(exc.errors(include_url=False))) from None
-
-
-def lookup_model(
-    triton: TritonClient, settings: Settings, name: str, version: str, deadline: Deadline
-) -> ModelInfo:
-    """The model's metadata, if the allow-list lets callers reach it."""
-    ensure_allowed(settings, name, version)
-    return triton.model_info(name, version, deadline)
-
-
-def ensure_allowed(settings: Settings, name: str, version: str = "") -> None:
-    """400 for a name or version Triton could not serve; 404 for a model off the allow-list, as for one
-    Triton lacks: callers cannot map the list. Both before any Triton call."""
-    check_model_ref(name, version)
-    if not settings.model_allowed(name):
-        raise ModelNotFound(f"model {name!r} is not served here")
 
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:

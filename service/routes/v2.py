@@ -14,36 +14,31 @@ from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from service.dataplane import DataPlane
 from service.errors import NotReady
 from service.protocol.binary import (
     BINARY_MEDIA_TYPE,
     HEADER_LENGTH,
-    decode_inputs,
+    V2Tensors,
     encode_response,
-    forwarded_parameters,
     inflate,
     split_body,
-    wanted_outputs,
 )
 from service.protocol.metadata import ModelMetadata, ServerMetadata
 from service.protocol.schemas import InferResponse, V2InferRequest
-from service.protocol.tensors import check_inputs
 from service.routes.common import (
     ERROR_RESPONSES,
     DeadlineDep,
     HealthDeadlineDep,
-    SettingsDep,
+    PlaneDep,
     TritonDep,
     api_key,
-    ensure_allowed,
     json_response,
-    lookup_model,
     parse_json,
     raw_json_body,
     read_body,
 )
-from service.settings import Settings
-from service.triton import Deadline, TritonClient
+from service.triton import Deadline
 
 # The protocol extensions the gateway serves; GET /v2 lists those of Triton's that are among them.
 SERVED_EXTENSIONS = frozenset(
@@ -108,51 +103,38 @@ def server_ready(triton: TritonDep, deadline: HealthDeadlineDep) -> Response:
 
 
 @router.get("/models/stats", summary="Inference statistics of every model", responses=ERROR_RESPONSES)
-def all_statistics(settings: SettingsDep, triton: TritonDep, deadline: DeadlineDep) -> Response:
+def all_statistics(plane: PlaneDep, deadline: DeadlineDep) -> Response:
     """Triton's statistics of each model served here (the allow-list's, when there is one)."""
-    stats = triton.statistics("", "", deadline)
-    stats["model_stats"] = [s for s in stats.get("model_stats", []) if settings.model_allowed(s["name"])]
-    return json_response(stats)
+    return json_response(plane.statistics("", "", deadline))
 
 
 # -- one model, at Triton's choice of version or at /versions/{version} ------------------------------------
 
 
 @models.get("", summary="Model metadata", response_model=ModelMetadata, responses=ERROR_RESPONSES)
-def model_metadata(
-    model: str, version: Version, settings: SettingsDep, triton: TritonDep, deadline: DeadlineDep
-) -> Response:
+def model_metadata(model: str, version: Version, plane: PlaneDep, deadline: DeadlineDep) -> Response:
     """The model's versions, platform, and inputs and outputs (``-1`` marks a free dimension)."""
-    info = lookup_model(triton, settings, model, version, deadline)
-    return json_response(info.metadata.model_dump())
+    return json_response(plane.model(model, version, deadline).info.metadata.model_dump())
 
 
 @models.get("/ready", summary="Is the model ready", responses=_HEALTH_RESPONSES | {404: ERROR_RESPONSES[404]})
-def model_ready(
-    model: str, version: Version, settings: SettingsDep, triton: TritonDep, deadline: HealthDeadlineDep
-) -> Response:
+def model_ready(model: str, version: Version, plane: PlaneDep, deadline: HealthDeadlineDep) -> Response:
     """200 when Triton can run the model; 400 when it cannot (unknown to Triton, or not loaded)."""
-    ensure_allowed(settings, model, version)
-    if not triton.model_ready(model, version, deadline):
+    if not plane.model_ready(model, version, deadline):
         raise NotReady(f"model {model!r}{f' version {version!r}' if version else ''} is not ready")
     return Response(status_code=200)
 
 
 @models.get("/config", summary="Model configuration", responses=ERROR_RESPONSES)
-def model_config(
-    model: str, version: Version, settings: SettingsDep, triton: TritonDep, deadline: DeadlineDep
-) -> Response:
+def model_config(model: str, version: Version, plane: PlaneDep, deadline: DeadlineDep) -> Response:
     """The model's configuration as Triton's HTTP API writes it (every field; 64-bit integers as numbers)."""
-    return json_response(lookup_model(triton, settings, model, version, deadline).config)
+    return json_response(plane.model(model, version, deadline).info.config)
 
 
 @models.get("/stats", summary="Model inference statistics", responses=ERROR_RESPONSES)
-def model_statistics(
-    model: str, version: Version, settings: SettingsDep, triton: TritonDep, deadline: DeadlineDep
-) -> Response:
+def model_statistics(model: str, version: Version, plane: PlaneDep, deadline: DeadlineDep) -> Response:
     """Triton's inference, batch and cache statistics of the model."""
-    ensure_allowed(settings, model, version)
-    return json_response(triton.statistics(model, version, deadline))
+    return json_response(plane.statistics(model, version, deadline))
 
 
 _INFER_BODY = raw_json_body(V2InferRequest)
@@ -180,8 +162,7 @@ async def infer(
     request: Request,
     model: str,
     version: Version,
-    settings: SettingsDep,
-    triton: TritonDep,
+    plane: PlaneDep,
     deadline: DeadlineDep,
     header_length: Annotated[
         str | None, Header(alias=HEADER_LENGTH, description="length of the JSON header of a binary body")
@@ -193,10 +174,10 @@ async def infer(
     """Inputs as JSON `data` (flat or nested), `b64`, or binary sections; outputs as JSON `data` or, with
     `parameters.binary_data` (or the request's `binary_data_output`), binary sections; `classification: k`
     answers an output's top k as "score:index[:label]" strings."""
-    body = await read_body(request, settings)
+    body = await read_body(request, plane.settings)
     # Inflating, decoding and the gRPC call all block: keep them off the event loop.
     return await run_in_threadpool(
-        _infer, body, header_length, content_encoding, model, version, settings, triton, deadline
+        _infer, body, header_length, content_encoding, model, version, plane, deadline
     )
 
 
@@ -206,21 +187,16 @@ def _infer(
     content_encoding: str | None,
     model: str,
     version: str,
-    settings: Settings,
-    triton: TritonClient,
+    plane: DataPlane,
     deadline: Deadline,
 ) -> Response:
-    header, binary = split_body(inflate(body, content_encoding, settings.max_inflated_bytes), header_length)
-    request = parse_json(V2InferRequest, header)
-    info = lookup_model(triton, settings, model, version, deadline)
-    # Names, datatypes and shapes first: a mismatch is the clearer message than the byte count it causes.
-    check_inputs(request.inputs, info)
-    tensors = decode_inputs(request.inputs, binary)
-    outputs, binary_outputs = wanted_outputs(request, info)
-    result = triton.infer(
-        model, version, tensors, outputs, deadline, request.id or "", forwarded_parameters(request)
-    )
-    content, json_length = encode_response(result, binary_outputs)
+    def parse() -> V2Tensors:
+        inflated = inflate(body, content_encoding, plane.settings.max_inflated_bytes)
+        header, binary = split_body(inflated, header_length)
+        return V2Tensors(parse_json(V2InferRequest, header), binary)
+
+    ran = plane.infer_tensors(model, version, parse, deadline)
+    content, json_length = encode_response(ran.result, ran.request.binary_outputs)
     if json_length is None:
         return Response(content, media_type="application/json")
     return Response(content, media_type=BINARY_MEDIA_TYPE, headers={HEADER_LENGTH: str(json_length)})

@@ -25,8 +25,9 @@ from service.errors import (
     TritonUnavailable,
     UpstreamError,
 )
+from service.protocol.codecs import from_raw_bytes, to_raw_bytes
 from service.protocol.metadata import ModelInfo
-from service.protocol.tensors import InferResult, OutputSpec, Tensor, from_raw_bytes, to_raw_bytes
+from service.protocol.tensors import InferResult, OutputSpec, Tensor
 from service.settings import Settings
 from service.triton.convert import message_to_json, model_info
 

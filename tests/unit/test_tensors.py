@@ -8,22 +8,19 @@ import numpy as np
 import pytest
 
 from service.errors import BadRequest
-from service.protocol.metadata import ModelInfo, ModelMetadata, TensorMetadata
-from service.protocol.schemas import TensorIn
-from service.protocol.tensors import (
-    InferResult,
-    Tensor,
-    check_inputs,
-    check_outputs,
-    datatype_of,
+from service.protocol.checks import check_inputs, check_outputs
+from service.protocol.codecs import (
     decode_input,
     deserialize_bytes,
-    encode_result,
     from_json_data,
     from_raw_bytes,
     serialize_bytes,
     to_raw_bytes,
 )
+from service.protocol.metadata import ModelInfo, ModelMetadata, TensorMetadata
+from service.protocol.results import encode_result
+from service.protocol.schemas import TensorIn
+from service.protocol.tensors import InferResult, Tensor, datatype_of
 
 rng = np.random.default_rng(7)
 
