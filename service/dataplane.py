@@ -129,10 +129,18 @@ class DataPlane:
     # -- inference -------------------------------------------------------------------------------------------
 
     def infer_tensors(
-        self, name: str | None, version: str | None, parse: Callable[[], R], deadline: Deadline
+        self,
+        name: str | None,
+        version: str | None,
+        parse: Callable[[], R],
+        deadline: Deadline,
+        precheck: Callable[[ModelInfo], None] | None = None,
     ) -> TensorOutcome[R]:
-        """The caller's tensors run on the model: resolve it, parse, check, decode, run."""
+        """The caller's tensors run on the model: resolve it, parse, check, decode, run. ``precheck`` judges
+        the unparsed body against the model first, so a body the model refuses is never materialised."""
         model = self.model(name, version, deadline)
+        if precheck is not None:
+            precheck(model.info)
         request = parse()
         # Names, datatypes and shapes first: a mismatch is the clearer message than the byte count it causes.
         check_inputs(request.declared_inputs, model.info)

@@ -18,6 +18,7 @@ from service.images import check_image_count, decode_base64
 from service.protocol.classification import encode_image_results
 from service.protocol.infer_body import read_infer_body_keys, tensor_request
 from service.protocol.multipart import parse_form
+from service.protocol.prescan import check_against_model, guard
 from service.protocol.results import encode_result
 from service.protocol.schemas import (
     ErrorBody,
@@ -110,7 +111,9 @@ async def infer(
 
 
 def _infer_json(body: bytes, plane: DataPlane, deadline: Deadline) -> Response:
-    # The model first (an unknown one is 404 whatever the body holds), then the schema the keys name.
+    # Size limits first, like MAX_BODY_BYTES (even reading the keys parses the whole body); then the model
+    # (an unknown one is 404 whatever else the body holds); then the schema the keys name.
+    outline = guard(body, plane.settings.element_limit)
     keys = read_infer_body_keys(body)
     if keys.kind == "images":
         outcome = plane.infer_images(
@@ -118,7 +121,13 @@ def _infer_json(body: bytes, plane: DataPlane, deadline: Deadline) -> Response:
         )
         return _image_answer(outcome)
 
-    ran = plane.infer_tensors(keys.model, keys.version, lambda: tensor_request(body, keys), deadline)
+    ran = plane.infer_tensors(
+        keys.model,
+        keys.version,
+        lambda: tensor_request(body, keys),
+        deadline,
+        lambda info: check_against_model(outline, info),
+    )
     return json_response(encode_result(ran.result, ran.request.b64_outputs))
 
 
