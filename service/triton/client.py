@@ -49,7 +49,11 @@ _METADATA_ENTRIES = 256
 # Upstream text a 4xx may carry: its first line, this long at most.
 _DETAIL_CHARS = 300
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@+-]+){2,}[\\/]?")
-_ADDRESS = re.compile(r"\b(?:ipv[46]:)?(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b|\[[0-9a-fA-F:]+\](?::\d+)?")
+# IPv4 with an optional port; IPv6 in brackets (a colon inside, so a shape like [3] is no address).
+_ADDRESS = re.compile(
+    r"\b(?:ipv4:)?(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"
+    r"|(?:ipv6:)?\[[0-9a-fA-F]*:[0-9a-fA-F:.]*\](?::\d+)?"
+)
 # gRPC's wording when the TLS handshake to Triton fails on its certificate.
 _TLS_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "Hostname Verification", "handshake failed")
 

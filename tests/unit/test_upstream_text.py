@@ -1,0 +1,29 @@
+"""What of Triton's own text may reach a 4xx answer: its first line, without addresses or file paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.triton import TritonClient
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        (
+            "[request id: <id_unknown>] unexpected shape for input 'x' for model 'm'. Expected [3], got [4]",
+            "[request id: <id_unknown>] unexpected shape for input 'x' for model 'm'. Expected [3], got [4]",
+        ),
+        (
+            "failed to load '/opt/tritonserver/models/m/1/model.onnx' from ipv4:10.0.3.7:8001\nAt: x.py(3)",
+            "failed to load '<path>' from triton",
+        ),
+        ("triton-internal.example:8001 refused: C:\\models\\m\\1", "triton refused: <path>"),
+        ("", "Triton refused the request"),
+        ("x" * 1000, "x" * 297 + "..."),
+    ],
+    ids=["plain", "path-address-stack", "host-windows-path", "empty", "long"],
+)
+def test_invalid_argument_text_is_scrubbed(text, want):
+    client = TritonClient("triton-internal.example:8001", metadata_ttl=60, idle_reconnect=30)
+    assert client._scrub(text) == want
