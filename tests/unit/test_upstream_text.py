@@ -19,10 +19,11 @@ from service.triton import TritonClient
             "failed to load '<path>' from triton",
         ),
         ("triton-internal.example:8001 refused: C:\\models\\m\\1", "triton refused: <path>"),
+        ("connect to ipv6:[fd00::12]:8001 failed; shape [3]", "connect to triton failed; shape [3]"),
         ("", "Triton refused the request"),
         ("x" * 1000, "x" * 297 + "..."),
     ],
-    ids=["plain", "path-address-stack", "host-windows-path", "empty", "long"],
+    ids=["plain", "path-address-stack", "host-windows-path", "ipv6", "empty", "long"],
 )
 def test_invalid_argument_text_is_scrubbed(text, want):
     client = TritonClient("triton-internal.example:8001", metadata_ttl=60, idle_reconnect=30)
