@@ -85,3 +85,25 @@ def checkov_report(run_tool: RunTool) -> dict[str, Any]:
         report = report[0]
     assert isinstance(report, dict)
     return report
+
+
+TranslateWith = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture(scope="session")
+def translate_with(run_tool: RunTool) -> TranslateWith:
+    """deploy/template.yaml translated with parameter overrides (SAM resolves some of them while translating,
+    as the CloudFormation-hosted transform does at deploy time); one translation per parameter set."""
+    cache: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+
+    def translate(**parameters: str) -> dict[str, Any]:
+        key = tuple(sorted(parameters.items()))
+        if key not in cache:
+            overrides = [f"{name}={value}" for name, value in key]
+            script = REPO_ROOT / "tests" / "deploy" / "translate_template.py"
+            result = run_tool("python", script, TEMPLATE, *overrides)
+            assert result.returncode == 0, f"translating with {overrides} failed:\n{result.stderr}"
+            cache[key] = json.loads(result.stdout)
+        return cache[key]
+
+    return translate

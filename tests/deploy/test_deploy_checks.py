@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from user_data import render_user_data
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy"
@@ -15,16 +16,6 @@ BOOTSTRAP = DEPLOY_DIR / "bootstrap.yaml"
 RunTool = Callable[..., subprocess.CompletedProcess[str]]
 
 SCRIPTS = sorted((DEPLOY_DIR / "scripts").glob("*.sh"))
-
-# Values for the template names the Triton user data uses, to render it as the instance would receive it.
-USER_DATA_SAMPLES = {
-    "AWS::Region": "eu-west-1",
-    "TritonImage": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/triton-gateway/tritonserver:24.11-py3",
-    "ModelBucket": "triton-gateway-models-example",
-    "ModelPrefix": "models",
-    "TritonLogGroup": "/triton-gateway/example/tritonserver",
-    "TritonInstanceType": "g5.xlarge",
-}
 
 
 def _output(result: subprocess.CompletedProcess[str]) -> str:
@@ -98,22 +89,6 @@ def test_script_is_strict_and_checks_prerequisites(script: Path) -> None:
     assert text.startswith("#!/usr/bin/env bash\n")
     assert "\nset -euo pipefail\n" in text
     assert re.search(r"^require (aws|docker|sam)\b", text, re.M), "check prerequisites before using them"
-
-
-def render_user_data(translated: dict[str, Any]) -> str:
-    """The Triton launch template's user data with sample values, as cloud-init would run it."""
-    data = translated["Resources"]["TritonLaunchTemplate"]["Properties"]["LaunchTemplateData"]
-    sub = data["UserData"]["Fn::Base64"]["Fn::Sub"]
-    body: str = sub[0] if isinstance(sub, list) else sub
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name.startswith("!"):  # Fn::Sub's escape for a literal ${...}
-            return "${" + name[1:] + "}"
-        assert name in USER_DATA_SAMPLES, f"user data uses ${{{name}}}: add a sample value for it"
-        return USER_DATA_SAMPLES[name]
-
-    return re.sub(r"\$\{([^}]+)\}", substitute, body)
 
 
 def test_shellcheck_rendered_user_data(run_tool: RunTool, translated: dict[str, Any], tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 import pytest
+from resolve_conditions import resolve
 
 INFERENCE_METHODS = [
     ("/infer", "post"),
@@ -14,7 +15,7 @@ INFERENCE_METHODS = [
     ("/v2/{proxy+}", "post"),
     ("/{proxy+}", "x-amazon-apigateway-any-method"),
 ]
-OPEN_METHODS = [("/docs", "get"), ("/openapi.json", "get"), ("/health", "get")]
+OPEN_METHODS = [("/docs", "get"), ("/docs/{proxy+}", "get"), ("/openapi.json", "get"), ("/health", "get")]
 TRITON_PORTS = {8000, 8001}
 
 
@@ -69,7 +70,9 @@ def test_created_network_is_private_with_the_endpoints_triton_needs(translated: 
     endpoints = resources_of(translated, "AWS::EC2::VPCEndpoint").values()
     # ServiceName is "com.amazonaws.${AWS::Region}.<service>"
     services = {e["Properties"]["ServiceName"]["Fn::Sub"].split("}.", 1)[1]: e for e in endpoints}
-    assert set(services) == {"s3", "ecr.api", "ecr.dkr", "logs", "ssm", "ssmmessages", "ec2messages"}
+    assert set(services) == {
+        "s3", "ecr.api", "ecr.dkr", "logs", "ssm", "ssmmessages", "ec2messages", "cloudformation",
+    }  # fmt: skip
     assert services["s3"]["Properties"]["VpcEndpointType"] == "Gateway"
     for kind in ["AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::VPCEndpoint"]:
         for name, resource in resources_of(translated, kind).items():
@@ -134,7 +137,8 @@ def test_triton_ports_are_open_only_to_security_groups(translated: dict[str, Any
 def test_every_security_group_replaces_the_default_allow_all_egress(translated: dict[str, Any]) -> None:
     # EC2 gives a group without inline egress an allow-all rule; standalone egress resources do not remove it.
     assert not resources_of(translated, "AWS::EC2::SecurityGroupEgress")
-    for name, group in resources_of(translated, "AWS::EC2::SecurityGroup").items():
+    # (conditions evaluated for the default parameters: Triton's egress depends on the network)
+    for name, group in resources_of(resolve(translated), "AWS::EC2::SecurityGroup").items():
         egress = group["Properties"].get("SecurityGroupEgress")
         assert egress, f"{name} keeps EC2's default allow-all egress"
         assert all(rule["IpProtocol"] == "tcp" for rule in egress), name
@@ -232,6 +236,11 @@ def test_gateway_function_is_an_image_in_the_vpc_with_the_app_settings(translate
         "TRITON_TIMEOUT_SECONDS",
         "API_ROOT_PATH",
         "LOG_LEVEL",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "TRITON_GRPC_TLS",
+        "TRITON_GRPC_TLS_CA",
+        "TRITON_GRPC_TLS_SERVER_NAME",
     }
     timeout = translated["Parameters"]["TritonTimeoutSeconds"]
     assert int(timeout["MaxValue"]) < int(translated["Parameters"]["GatewayTimeout"]["MaxValue"]) <= 29
@@ -262,7 +271,10 @@ def test_triton_role_reads_only_the_model_prefix_and_pulls_only_its_image(transl
     assert by_action["s3:GetObject"]["Resource"]["Fn::Sub"][0].endswith("/${ModelPrefix}/*")
     assert by_action["s3:ListBucket"]["Condition"]["StringLike"]["s3:prefix"]
     assert by_action["ecr:BatchGetImage"]["Resource"] != "*"
-    assert by_action["logs:PutLogEvents"]["Resource"] == {"Fn::GetAtt": ["TritonLogGroup", "Arn"]}
+    assert by_action["logs:PutLogEvents"]["Resource"] == [
+        {"Fn::GetAtt": ["TritonLogGroup", "Arn"]},
+        {"Fn::GetAtt": ["TritonMetricsLogGroup", "Arn"]},
+    ]
     assert role["ManagedPolicyArns"] == [
         {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"}
     ]
