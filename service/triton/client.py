@@ -3,7 +3,6 @@ translation of gRPC failures into gateway errors. Nothing above this module sees
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -30,6 +29,7 @@ from service.protocol.metadata import ModelInfo
 from service.protocol.tensors import InferResult, OutputSpec, Tensor
 from service.settings import Settings
 from service.triton.convert import message_to_json, model_info
+from service.triton.scrub import scrub
 
 # Triton's own limit (src/core/constants.h); gRPC's 4 MB default would refuse one 1x3x224x224 batch of 2.
 _MAX_MESSAGE_BYTES = 2**31 - 1
@@ -46,14 +46,6 @@ _FAN_OUT_THREADS = 4
 _MOST_OF_THE_BUDGET = 0.9
 # Distinct (model, version) pairs whose metadata is kept: far more than a gateway serves, small in memory.
 _METADATA_ENTRIES = 256
-# Upstream text a 4xx may carry: its first line, this long at most.
-_DETAIL_CHARS = 300
-_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@+-]+){2,}[\\/]?")
-# IPv4 with an optional port; IPv6 in brackets (a colon inside, so a shape like [3] is no address).
-_ADDRESS = re.compile(
-    r"\b(?:ipv4:)?(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"
-    r"|(?:ipv6:)?\[[0-9a-fA-F]*:[0-9a-fA-F:.]*\](?::\d+)?"
-)
 # gRPC's wording when the TLS handshake to Triton fails on its certificate.
 _TLS_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "Hostname Verification", "handshake failed")
 
@@ -310,7 +302,9 @@ class TritonClient:
             timeout.detail = detail
             return timeout
         if code == grpc.StatusCode.NOT_FOUND:
-            return ModelNotFound(_not_served(model) if model else self._scrub(raw), detail=detail)
+            return ModelNotFound(
+                _not_served(model) if model else scrub(raw, self._url, self._host), detail=detail
+            )
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             if self._credentials is not None and any(word in raw for word in _TLS_FAILURES):
                 return TritonUnavailable(
@@ -323,15 +317,8 @@ class TritonClient:
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             return TritonUnavailable("Triton is overloaded; try again shortly", {"Retry-After": "1"}, detail)
         if code == grpc.StatusCode.INVALID_ARGUMENT:
-            return BadRequest(self._scrub(raw), detail=detail)
+            return BadRequest(scrub(raw, self._url, self._host), detail=detail)
         return UpstreamError(f"Triton failed to run the request ({code.name})", detail=detail)
-
-    def _scrub(self, text: str) -> str:
-        """Upstream text fit for a 4xx answer: its first line, without addresses or file paths."""
-        text = text.strip().splitlines()[0] if text.strip() else "Triton refused the request"
-        text = text.replace(self._url, "triton").replace(self._host, "triton")
-        text = _ADDRESS.sub("triton", _PATH.sub("<path>", text))
-        return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 3] + "..."
 
 
 def _set_parameter(parameter: service_pb2.InferParameter, value: Any, key: str) -> None:
