@@ -83,7 +83,15 @@ def _run_gateway(host: str, port: int, reload: bool, tls: bool) -> None:
         sys.stdout.flush()
         # An import string, not the app object: service/ is loaded by uvicorn, after TRITON_GRPC_URL is set.
         reload_dirs = ["service"] if reload else None
-        uvicorn.run("service.app:app", host=host, port=port, reload=reload, reload_dirs=reload_dirs)
+        # No uvicorn access log: the gateway writes one access record per request itself (JSON, stdout).
+        uvicorn.run(
+            "service.app:app",
+            host=host,
+            port=port,
+            reload=reload,
+            reload_dirs=reload_dirs,
+            access_log=False,
+        )
 
 
 def _run_triton(grpc_port: int | None, http_port: int | None, metrics_port: int | None, tls: bool) -> None:

@@ -1,21 +1,19 @@
-"""One log record per request: method, path, status and duration, plus API Gateway's request id, so a
-Lambda log line can be joined with the API's access log (the Lambda runtime adds its own requestId)."""
+"""The ASGI edge of observability: sets the request's id (API Gateway's, else a random one), counts the
+bytes in and out, and hands the finished request to ``service.observability`` for its metrics, its one
+access record and its trace subsegment."""
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import observability
 from service.request_context import set_request_id
-
-log = logging.getLogger("service.access")
 
 
 class AccessLogMiddleware:
-    """Logs every HTTP request at INFO when its answer has been sent (or the app failed before it)."""
+    """Observes every HTTP request as its answer is sent (or when the app failed before it)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -24,34 +22,70 @@ class AccessLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        began = time.perf_counter()
+        api_request_id = _api_request_id(scope)
+        observation = observability.start_request(
+            scope["method"],
+            scope["path"],
+            set_request_id(api_request_id),
+            api_request_id or "",
+            getattr(scope.get("aws.context"), "aws_request_id", "") or "",
+        )
         status = 500
-        set_request_id(_api_request_id(scope))
+        bytes_in = bytes_out = 0
+        finished = False
+
+        def finish() -> None:
+            nonlocal finished
+            if not finished:
+                finished = True
+                observability.finish_request(observation, status, _route(scope), bytes_in, bytes_out)
+
+        async def receive_and_count() -> Message:
+            nonlocal bytes_in
+            message = await receive()
+            bytes_in += len(message.get("body", b""))
+            return message
 
         async def send_and_note(message: Message) -> None:
-            nonlocal status
+            nonlocal status, bytes_out
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body":
+                bytes_out += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Written before the last byte goes out, so a caller holding the answer knows the
+                    # lines are there (the server adds microseconds after this, not milliseconds).
+                    finish()
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_note)
+            await self.app(scope, receive_and_count, send_and_note)
         finally:
-            if log.isEnabledFor(logging.INFO):
-                _record(scope, status, (time.perf_counter() - began) * 1000)
+            finish()  # the app failed before it answered, or answered without a body message
 
 
-def _record(scope: Scope, status: int, milliseconds: float) -> None:
-    fields: dict[str, Any] = {
-        "method": scope["method"],
-        "path": scope["path"],
-        "status": status,
-        "duration_ms": round(milliseconds, 2),
-    }
-    api_request_id = _api_request_id(scope)
-    if api_request_id is not None:
-        fields["api_request_id"] = api_request_id
-    log.info("%s %s %d %.1f ms", fields["method"], fields["path"], status, milliseconds, extra=fields)
+def _route(scope: Scope) -> str:
+    """The matched route's template (``/v2/models/{model}/infer``), or ``""`` when no route matched.
+
+    Not the path: a metric dimension must stay low-cardinality, and model names or unknown paths would each
+    make a new one. Rebuilt from the path and its parameters, because a route inside an included router
+    knows only its own part of the template."""
+    if scope.get("route") is None:
+        return ""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    segments = path.removeprefix(root).split("/") if root and path.startswith(root) else path.split("/")
+    params: dict[str, Any] = scope.get("path_params") or {}
+    # Right to left, each parameter takes the last segment still holding its value: a model named like a
+    # literal segment ("models") is told apart from the literal before it.
+    taken: set[int] = set()
+    for name, value in reversed(params.items()):
+        for i in range(len(segments) - 1, -1, -1):
+            if i not in taken and segments[i] == str(value):
+                segments[i] = f"{{{name}}}"
+                taken.add(i)
+                break
+    return "/".join(segments)
 
 
 def _api_request_id(scope: Scope) -> str | None:

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from service import observability
 from service.access_log import AccessLogMiddleware
 from service.errors import ClientClosedRequest, GatewayError, describe_validation_errors
 from service.protocol.schemas import InferRequest, V2InferRequest
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level)
     log.setLevel(settings.log_level)
+    observability.configure(settings)
     app = FastAPI(
         title="Triton Lambda Gateway",
         version="0.1.0",

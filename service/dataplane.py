@@ -8,9 +8,9 @@ It knows neither FastAPI nor a wire format: ``/infer`` (JSON tensors, images) an
 hand it a parsed request (:class:`TensorRequest`, or :class:`ImageRequest`) and encode the outcome.
 
 Seams for what comes next:
-- Observability: every inference reaches Triton through :meth:`DataPlane.run` (one place to time and count
-  Triton calls) and model metadata through :meth:`DataPlane.model`; :meth:`infer_tensors` and
-  :meth:`infer_images` are the whole pipeline, and their outcomes carry the model, version and results.
+- Observability: :meth:`DataPlane.model` names the request's model, the decode stages are trace
+  subsegments and images are counted here; the Triton client times, counts and traces each of its calls
+  (``service.observability``).
 - Hardening: "does the request fit the model" is ``service.protocol.checks`` (called once, in
   :meth:`infer_tensors`, before decoding); model-name and version rules belong in :meth:`DataPlane.model`.
 - The Triton client (channel, retries, deadlines) stays in ``service.triton``; this module only calls it.
@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from service import observability
 from service.errors import ModelNotFound
 from service.images import call_inputs, image_input, load_image
 from service.protocol.checks import TensorSpec, check_inputs
@@ -108,7 +109,9 @@ class DataPlane:
         """The model to run (the default when ``name`` is empty), if allowed and Triton has it; else 404."""
         model, at = name or self.settings.default_model, version or ""
         self.ensure_allowed(model, at)
-        return Model(model, at, self.triton.model_info(model, at, deadline))
+        info = self.triton.model_info(model, at, deadline)
+        observability.note_model(model, at)
+        return Model(model, at, info)
 
     def model_ready(self, name: str, version: str, deadline: Deadline) -> bool:
         """Whether Triton can run an allowed model (an unknown one is not ready, as Triton answers)."""
@@ -144,7 +147,8 @@ class DataPlane:
         request = parse()
         # Names, datatypes and shapes first: a mismatch is the clearer message than the byte count it causes.
         check_inputs(request.declared_inputs, model.info)
-        tensors = request.decode()
+        with observability.stage("decode tensors"):
+            tensors = request.decode()
         outputs = request.outputs(model.info)
         [result] = self.run(model, [tensors], outputs, deadline, request.request_id, request.parameters)
         return TensorOutcome(model, request, result)
@@ -161,7 +165,9 @@ class DataPlane:
         else:
             outputs = [OutputSpec(output.name) for output in model.info.metadata.outputs]
         max_pixels = self.settings.max_image_pixels
-        arrays = [load_image(data, target, field, max_pixels) for field, data in request.uploads]
+        with observability.stage("decode images"):
+            arrays = [load_image(data, target, field, max_pixels) for field, data in request.uploads]
+        observability.note_images(len(arrays))
         results = self.run(model, call_inputs(arrays, target), outputs, deadline, request.request_id)
         classified = outputs[0].name if request.top_k is not None else None
         return ImageOutcome(model, results, target.max_batch_size > 0, classified)

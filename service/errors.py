@@ -70,6 +70,10 @@ class TritonUnavailable(GatewayError):
     status = 503
 
 
+class TritonRejected(TritonUnavailable):
+    """Triton shed the request: its queue is full or it is out of resources (overload, not an outage)."""
+
+
 class TritonTimeout(GatewayError):
     """Triton did not answer within the request's deadline."""
 

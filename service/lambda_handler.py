@@ -45,6 +45,10 @@ class RestApiEvent(APIGateway):
         return super().body
 
 
+# Mangum logs "GET /path 200" at INFO for every event: the gateway's access record already says that, once.
+logging.getLogger("mangum.http").setLevel(logging.WARNING)
+
+
 class Gateway(Mangum):
     """Mangum, with the event checked first: Mangum indexes the fields it reads and would raise."""
 

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         description="model=SCALING,... (NONE, INCEPTION, VGG): overrides a model config's image_scaling",
     )
 
+    powertools_service_name: str = Field(
+        "triton-gateway", description="the service dimension of every metric and the access record's service"
+    )
+    powertools_metrics_namespace: str = Field("TritonGateway", description="CloudWatch namespace of metrics")
+    powertools_metrics_disabled: bool = Field(False, description="write no EMF metric lines")
+
     @field_validator("allowed_models", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:

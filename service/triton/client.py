@@ -3,23 +3,26 @@ translation of gRPC failures into gateway errors. Nothing above this module sees
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
+from functools import lru_cache, partial
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from service import observability
 from service.errors import (
     BadRequest,
     GatewayError,
     ModelNotFound,
+    TritonRejected,
     TritonTimeout,
     TritonUnavailable,
     UpstreamError,
@@ -27,9 +30,12 @@ from service.errors import (
 from service.protocol.codecs import from_raw_bytes, to_raw_bytes
 from service.protocol.metadata import ModelInfo
 from service.protocol.tensors import InferResult, OutputSpec, Tensor
+from service.request_context import current_request_id
 from service.settings import Settings
 from service.triton.convert import message_to_json, model_info
 from service.triton.scrub import scrub
+
+T = TypeVar("T")
 
 # Triton's own limit (src/core/constants.h); gRPC's 4 MB default would refuse one 1x3x224x224 batch of 2.
 _MAX_MESSAGE_BYTES = 2**31 - 1
@@ -40,6 +46,9 @@ _CHANNEL_OPTIONS = [
     # inherit the old one's connection back-off and fail at once after Triton restarts.
     ("grpc.use_local_subchannel_pool", 1),
 ]
+# What Triton says when it sheds a request (UNAVAILABLE): its queue is full, or the request waited in it
+# past the model's queue timeout. Overload, not an outage.
+_SHED_MESSAGES = ("exceeds maximum queue size", "request timeout expired")
 # Concurrent Triton calls of one request with several images (a model that does not batch).
 _FAN_OUT_THREADS = 4
 # A call given this share of the request's budget timed out on Triton; with less, the time went elsewhere.
@@ -183,8 +192,13 @@ class TritonClient:
         parameters: Mapping[str, Any] | None = None,
     ) -> InferResult:
         """Run one inference; outputs come back as numpy views over Triton's raw bytes. ``parameters`` are
-        the request's v2 parameters (priority, timeout, sequence_id, custom ones), passed on to Triton."""
-        request = service_pb2.ModelInferRequest(model_name=model, model_version=version, id=request_id)
+        the request's v2 parameters (priority, timeout, sequence_id, custom ones), passed on to Triton.
+
+        Triton gets the gateway's request id (API Gateway's), so its "[request id: ...]" log lines can be
+        found from the access record; the answer carries the caller's own ``request_id``, as v2 says."""
+        request = service_pb2.ModelInferRequest(
+            model_name=model, model_version=version, id=current_request_id() or request_id
+        )
         for key, value in (parameters or {}).items():
             _set_parameter(request.parameters[key], value, key)
         for tensor in inputs:
@@ -196,6 +210,7 @@ class TritonClient:
             if output.class_count:
                 wanted.parameters["classification"].int64_param = output.class_count
         response = self._call("ModelInfer", request, deadline, model=(model, version))
+        observability.note_model(response.model_name, response.model_version)
         tensors = [
             Tensor(
                 out.name,
@@ -204,7 +219,7 @@ class TritonClient:
             )
             for out, raw in zip(response.outputs, response.raw_output_contents, strict=True)
         ]
-        return InferResult(response.model_name, response.model_version, response.id, tensors)
+        return InferResult(response.model_name, response.model_version, request_id, tensors)
 
     def infer_many(
         self,
@@ -219,10 +234,12 @@ class TritonClient:
         results in the order of ``calls``. The first failure is raised; calls not yet started are dropped."""
         if len(calls) == 1:
             return [self.infer(model, version, calls[0], outputs, deadline, request_id)]
-        # The gRPC channel is thread-safe: the calls share it, each with the deadline's remaining time.
+        # The gRPC channel is thread-safe: the calls share it, each with the deadline's remaining time. Each
+        # runs in a copy of this context, so it sends the request's id and is observed as part of it.
         pool = _fan_out_pool()
         futures = [
-            pool.submit(self.infer, model, version, inputs, outputs, deadline, request_id) for inputs in calls
+            pool.submit(_in_context(self.infer), model, version, inputs, outputs, deadline, request_id)
+            for inputs in calls
         ]
         try:
             return [future.result() for future in futures]
@@ -260,6 +277,12 @@ class TritonClient:
     def _call(
         self, method: str, request: Message, deadline: Deadline, model: tuple[str, str] | None = None
     ) -> Any:
+        with observability.triton_call(method, model, deadline):
+            return self._call_with_retry(method, request, deadline, model)
+
+    def _call_with_retry(
+        self, method: str, request: Message, deadline: Deadline, model: tuple[str, str] | None
+    ) -> Any:
         stub = self._current_stub()
         idle = time.monotonic() - self._last_answer
         try:
@@ -267,7 +290,9 @@ class TritonClient:
         except grpc.RpcError as first:
             # A channel that sat idle (a frozen Lambda, an NLB that dropped the flow, a restarted Triton)
             # may be dead or in reconnect back-off; one fresh channel tells that apart from Triton being down.
-            if first.code() != grpc.StatusCode.UNAVAILABLE or idle < self._idle_reconnect:
+            # A request Triton shed came from a live Triton: no fresh channel (closing this one would
+            # cancel the calls of other requests on it).
+            if first.code() != grpc.StatusCode.UNAVAILABLE or idle < self._idle_reconnect or _shed(first):
                 raise self._translate(first, deadline, model) from None
             self._reopen(stub)
         try:
@@ -293,7 +318,7 @@ class TritonClient:
         # 5xx answers carry a fixed message per kind; Triton's own text (backend exceptions, file paths,
         # addresses) goes to the log only, through ``detail``.
         code = error.code()
-        if code != grpc.StatusCode.UNAVAILABLE:
+        if code != grpc.StatusCode.UNAVAILABLE or _shed(error):
             self._last_answer = time.monotonic()  # Triton answered, so the channel is alive
         raw = error.details() or ""
         detail = f"{code.name}: {raw}"
@@ -305,6 +330,8 @@ class TritonClient:
             return ModelNotFound(
                 _not_served(model) if model else scrub(raw, self._url, self._host), detail=detail
             )
+        if _shed(error):
+            return TritonRejected("Triton is overloaded; try again shortly", {"Retry-After": "1"}, detail)
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             if self._credentials is not None and any(word in raw for word in _TLS_FAILURES):
                 return TritonUnavailable(
@@ -315,10 +342,16 @@ class TritonClient:
                 )
             return TritonUnavailable("Triton is unavailable; try again shortly", {"Retry-After": "1"}, detail)
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            return TritonUnavailable("Triton is overloaded; try again shortly", {"Retry-After": "1"}, detail)
+            return TritonRejected("Triton is overloaded; try again shortly", {"Retry-After": "1"}, detail)
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             return BadRequest(scrub(raw, self._url, self._host), detail=detail)
         return UpstreamError(f"Triton failed to run the request ({code.name})", detail=detail)
+
+
+def _shed(error: grpc.RpcError) -> bool:
+    """Whether Triton refused the request for overload (it answered: the channel is alive)."""
+    details = (error.details() or "").lower()
+    return error.code() == grpc.StatusCode.UNAVAILABLE and any(m in details for m in _SHED_MESSAGES)
 
 
 def _set_parameter(parameter: service_pb2.InferParameter, value: Any, key: str) -> None:
@@ -348,6 +381,11 @@ def _not_served(model: tuple[str, str]) -> str:
         if version
         else f"model {name!r} is not served here"
     )
+
+
+def _in_context(call: Callable[..., T]) -> Callable[..., T]:
+    """``call``, to run in a copy of the current context (a pool thread would otherwise have an empty one)."""
+    return partial(contextvars.copy_context().run, call)
 
 
 @lru_cache(maxsize=1)
