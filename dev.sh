@@ -45,6 +45,19 @@ ensure_libpython() {
     fi
 }
 
+# tests/browser drives Debian's Chromium through Playwright (Playwright's own browser download is not used).
+ensure_chromium() {
+    if [ -x /usr/bin/chromium ]; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+    else
+        echo "dev.sh: the browser tests need /usr/bin/chromium (Debian/Ubuntu: sudo apt-get install chromium)" >&2
+        exit 1
+    fi
+}
+
 setup_main() {
     ensure_venv_module
     ensure_libpython
@@ -74,6 +87,7 @@ case "${1:-}" in
     test)
         setup_main
         setup_deploy_tools
+        ensure_chromium
         shift
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .

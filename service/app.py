@@ -17,11 +17,12 @@ from starlette.exceptions import HTTPException
 from service import observability
 from service.access_log import AccessLogMiddleware
 from service.errors import ClientClosedRequest, GatewayError, describe_validation_errors
+from service.openapi import describe_service
 from service.protocol.schemas import InferRequest, V2InferRequest
 from service.readiness import ReadinessCache
 from service.request_context import current_request_id, with_request_id
 from service.root_path import RootPathMiddleware
-from service.routes import health, infer, v2
+from service.routes import docs, health, infer, v2
 from service.routes.common import json_response
 from service.settings import Settings, get_settings
 
@@ -56,12 +57,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         swagger_ui_parameters={"persistAuthorization": True},
+        # Served by routes/docs.py with assets from the app itself, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.readiness = ReadinessCache(settings.health_cache_seconds)
     app.include_router(health.router)
     app.include_router(infer.router)
     app.include_router(v2.router)
+    app.include_router(docs.router)
     _install_error_handlers(app)
     # Outside the error handlers, so every answer is logged (envelopes included), with the path as the
     # caller sent it: the root-path middleware, added after it, runs first.
@@ -121,6 +126,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 operation["responses"].pop("422", None)
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
+        describe_service(schema)
         app.openapi_schema = schema
     return app.openapi_schema
 

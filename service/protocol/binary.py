@@ -12,6 +12,7 @@ import orjson
 
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from service.protocol.checks import check_outputs
+from service.protocol.classification import check_classifiable
 from service.protocol.codecs import decode_input, from_raw_bytes, to_json_data, to_raw_bytes
 from service.protocol.metadata import ModelInfo
 from service.protocol.results import result_body, tensor_header
@@ -111,8 +112,11 @@ def wanted_outputs(request: V2InferRequest, info: ModelInfo) -> tuple[list[Outpu
     binary: set[str] = set()
     for index, output in enumerate(request.outputs):
         where = f"outputs[{index}].parameters"
-        classes = (output.parameters or {}).get("classification", 0)
-        specs.append(OutputSpec(output.name, _count(classes, f"{where}.classification")))
+        classes = _count((output.parameters or {}).get("classification", 0), f"{where}.classification")
+        declared = info.output(output.name)  # never None: check_outputs refused unknown names
+        if classes and declared is not None:
+            check_classifiable(declared, f"{where}.classification")
+        specs.append(OutputSpec(output.name, classes))
         if _flag(output.parameters, "binary_data", where, default=all_binary):
             binary.add(output.name)
     return specs, frozenset(binary)

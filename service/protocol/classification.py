@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from service.errors import BadRequest, UpstreamError
-from service.protocol.metadata import ModelInfo
+from service.protocol.metadata import ModelInfo, TensorMetadata
 from service.protocol.results import json_output, result_body
 from service.protocol.tensors import InferResult, OutputSpec, Tensor, element_count
 
@@ -25,6 +25,7 @@ def classification_output(info: ModelInfo, top_k: int, field: str = "top_k") -> 
             f"{field}: model {model!r} has outputs {names}; top_k needs exactly one with a label file"
         )
     output = candidates[0]
+    check_classifiable(output, field)
     if output.name not in info.labelled_outputs:
         raise BadRequest(
             f"{field}: output {output.name!r} of model {model!r} has no labels (no label_filename in its "
@@ -39,6 +40,13 @@ def classification_output(info: ModelInfo, top_k: int, field: str = "top_k") -> 
                 f"got {top_k}"
             )
     return OutputSpec(output.name, class_count=top_k)
+
+
+def check_classifiable(output: TensorMetadata, field: str) -> None:
+    """Refuse to ask for the classes of a BYTES output: Triton 2.51 crashes on it (the whole server, for
+    every caller), where it classifies numeric outputs as asked."""
+    if output.datatype == "BYTES":
+        raise BadRequest(f"{field}: output {output.name!r} is BYTES; only numeric outputs can be classified")
 
 
 def parse_classes(tensor: Tensor) -> list[list[dict[str, Any]]]:

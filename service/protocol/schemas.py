@@ -51,12 +51,6 @@ Parameters = dict[str, Any]
 class TensorIn(BaseModel):
     """One input tensor: its elements come from ``data`` (JSON), ``b64`` (raw bytes) or a binary section."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"name": "data_0", "datatype": "FP32", "shape": [3, 224, 224], "data": [0.5]}]
-        }
-    )
-
     name: str = Field(min_length=1)
     datatype: Datatype
     shape: list[NonNegativeInt]
@@ -105,22 +99,8 @@ class ModelChoice(BaseModel):
 class TensorInferRequest(ModelChoice, V2InferRequest):
     """``POST /infer``: the v2 body plus the model to run; omitted outputs mean all of them."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        coerce_numbers_to_str=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "model": "densenet_onnx",
-                    "version": "1",
-                    "inputs": [
-                        {"name": "data_0", "datatype": "FP32", "shape": [3, 224, 224], "b64": "AAAAPw=="}
-                    ],
-                    "outputs": [{"name": "fc6_1"}],
-                }
-            ]
-        },
-    )
+    # The document's examples are per operation (service/openapi_examples.py), where a test runs them.
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
 ImageText = Annotated[
@@ -133,22 +113,12 @@ ImageText = Annotated[
         }
     ),
 ]
-_IMAGE_EXAMPLE = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHR..."
 
 
 class ImageInferRequest(ModelChoice):
     """``POST /infer`` with images: each is decoded, resized and scaled to the model's image input."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        coerce_numbers_to_str=True,
-        json_schema_extra={
-            "examples": [
-                {"model": "densenet_onnx", "image": _IMAGE_EXAMPLE, "top_k": 5},
-                {"model": "classifier_batched", "images": [_IMAGE_EXAMPLE, _IMAGE_EXAMPLE], "top_k": 3},
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     id: str | None = None
     image: ImageText | None = Field(None, description="one image")
@@ -176,13 +146,6 @@ class ImageInferRequest(ModelChoice):
 def _infer_body_schema(schema: dict[str, Any]) -> None:
     # The two bodies exclude each other (each refuses the other's keys), so exactly one matches.
     schema["oneOf"] = schema.pop("anyOf")
-    schema["examples"] = [*_examples(TensorInferRequest), *_examples(ImageInferRequest)]
-
-
-def _examples(model: type[BaseModel]) -> list[Any]:
-    extra = model.model_config.get("json_schema_extra")
-    examples = extra.get("examples") if isinstance(extra, dict) else None
-    return list(examples) if isinstance(examples, list) else []
 
 
 class InferRequest(RootModel[TensorInferRequest | ImageInferRequest]):
@@ -230,25 +193,6 @@ class ImageResult(BaseModel):
 class ImageInferResponse(BaseModel):
     """The answer to an image request: one result per image, in the order they were given."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "model_name": "densenet_onnx",
-                    "model_version": "1",
-                    "results": [
-                        {
-                            "top_k": [
-                                {"label": "tabby", "index": 281, "score": 13.7},
-                                {"label": "tiger cat", "index": 282, "score": 12.9},
-                            ]
-                        }
-                    ],
-                }
-            ]
-        }
-    )
-
     model_name: str
     model_version: str
     id: str | None = None
@@ -258,7 +202,7 @@ class ImageInferResponse(BaseModel):
 class ErrorBody(BaseModel):
     """Every error the gateway answers (tritonclient reads the ``error`` key)."""
 
-    error: str = Field(examples=["inputs[0].shape: expected [3, 224, 224] for input 'data_0', got [3, 224]"])
+    error: str
 
 
 class HealthBody(BaseModel):

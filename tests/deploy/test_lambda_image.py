@@ -27,8 +27,17 @@ class Context:
         return 30_000
 
 response = handler(json.load(open(sys.argv[2])), Context())
+# /docs' own script, from the task root (fastapi-offline is a runtime dependency)
+import re
+docs = json.load(open(sys.argv[3]))
+page = handler(docs, Context())
+script = re.search(r"(/api/docs/assets/[^'\\x22]+swagger-ui-bundle.js)", page["body"]).group(1)
+docs["path"] = script.removeprefix("/api")
+docs["requestContext"]["path"] = script
+asset = handler(docs, Context())
 leaked = sorted({"uvicorn", "onnx", "onnxruntime", "pytriton", "httpx", "pytest"} & set(sys.modules))
-print(json.dumps({"status": response["statusCode"], "body": json.loads(response["body"]), "leaked": leaked}))
+print(json.dumps({"status": response["statusCode"], "body": json.loads(response["body"]), "leaked": leaked,
+                  "docs_asset": [asset["statusCode"], asset["headers"]["content-type"], len(asset["body"])]}))
 """
 
 
@@ -65,7 +74,7 @@ def test_runtime_dependencies_alone_run_the_handler(tmp_path: Path) -> None:
     # WHEN the handler is imported in isolation and given an API Gateway event, with no Triton to reach
     env = {"PATH": os.environ["PATH"], "TRITON_GRPC_URL": "127.0.0.1:9", "HEALTH_TIMEOUT_SECONDS": "1"}
     out = subprocess.run(
-        [python, "-I", "-S", "-c", PROBE, str(task_root), str(EVENT)],
+        [python, "-I", "-S", "-c", PROBE, str(task_root), str(EVENT), str(EVENTS / "docs.json")],
         env=env,
         capture_output=True,
         text=True,
@@ -78,3 +87,7 @@ def test_runtime_dependencies_alone_run_the_handler(tmp_path: Path) -> None:
     assert result["status"] == 503
     assert result["body"]["triton"] == "unavailable"
     assert result["leaked"] == []
+    # and serves /docs' Swagger UI script itself (gzipped, as the event accepts gzip)
+    status, media_type, size = result["docs_asset"]
+    assert (status, media_type) == (200, "text/javascript; charset=utf-8")
+    assert size > 100_000
