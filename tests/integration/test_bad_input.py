@@ -151,9 +151,9 @@ HTTP_CASES = [
     raw_case("8 MB of empty strings as data", "/infer", lambda: tensor_body(numbers(2_500_000, b'""')), JSON),
     json_case("top_k in the query of a JSON body", "/infer?top_k=3", dense()),
     # names and versions
-    json_case("model name with a NUL byte", "/infer", {"model": "densenet_onnx\u0000x", **dense()}),
-    json_case("model name of 300 characters", "/infer", {"model": "m" * 300, **dense()}),
-    json_case("model name with a slash", "/infer", {"model": "../densenet_onnx", **dense()}),
+    json_case("model name with a NUL byte", "/infer", {"model": "densenet_onnx\u0000x", **dense()}, 404),
+    json_case("model name of 300 characters", "/infer", {"model": "m" * 300, **dense()}, 404),
+    json_case("model name with a slash", "/infer", {"model": "../densenet_onnx", **dense()}, 404),
     json_case("version 1abc in the body", "/infer", {"version": "1abc", **dense()}),
     json_case("version 01 in the body", "/infer", {"version": "01", **dense()}),
     json_case("unknown model", "/infer", {"model": "resnet50", **dense()}, 404),
@@ -164,8 +164,8 @@ HTTP_CASES = [
         "version 1e5 in a v2 path", "GET", "/v2/models/densenet_onnx/versions/1e5/config", lambda: (None, {})
     ),
     Http("version of 40 digits", "GET", "/v2/models/densenet_onnx/versions/" + "9" * 40, lambda: (None, {})),
-    Http("NUL in a v2 model name", "GET", "/v2/models/densenet_onnx%00x", lambda: (None, {})),
-    Http("control character in /ready", "GET", "/v2/models/densenet%07onnx/ready", lambda: (None, {})),
+    Http("NUL in a v2 model name", "GET", "/v2/models/densenet_onnx%00x", lambda: (None, {}), 404),
+    Http("control character in /ready", "GET", "/v2/models/densenet%07onnx/ready", lambda: (None, {}), 404),
     # headers
     raw_case("unsupported content-type", "/infer", b"<xml/>", {"content-type": "application/xml"}, 415),
     raw_case("body over MAX_BODY_BYTES", "/infer", lambda: b" " * (10 * 1024 * 1024 + 1), JSON, 413),
