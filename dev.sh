@@ -26,6 +26,19 @@ ensure_venv_module() {
     fi
 }
 
+# tests/integration/test_readme.py runs the README's curl commands as written.
+ensure_curl() {
+    if command -v curl >/dev/null; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq curl >/dev/null
+    else
+        echo "dev.sh: the README tests need curl (Debian/Ubuntu: sudo apt-get install curl)" >&2
+        exit 1
+    fi
+}
+
 # The python-backend stub bundled with the local tritonserver links the shared libpython of its version.
 ensure_libpython() {
     local version libdir
@@ -93,6 +106,7 @@ case "${1:-}" in
         "$VENV/bin/ruff" format --check .
         "$VENV/bin/mypy" service localdev
         "$VENV/bin/lint-imports"
+        ensure_curl
         exec "$VENV/bin/pytest" "$@"
         ;;
     *)

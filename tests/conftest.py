@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import onnxruntime
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -41,6 +43,21 @@ def triton_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def triton_model_path(model_repository: Path) -> Path:
     """densenet_onnx's model.onnx: run it with onnxruntime to get the answer Triton should give."""
     return onnx_path(model_repository, "densenet_onnx", 1)
+
+
+@pytest.fixture(scope="session")
+def onnx_session(model_repository: Path) -> Callable[..., onnxruntime.InferenceSession]:
+    """``onnx_session("classifier_batched", 2)``: onnxruntime on the ONNX file Triton runs, outside Triton.
+
+    One session per model version for the whole run (each costs a load and its memory), built on first use.
+    """
+
+    @cache
+    def session(model: str, version: int = 1) -> onnxruntime.InferenceSession:
+        path = onnx_path(model_repository, model, version)
+        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    return session
 
 
 @pytest.fixture(scope="session")

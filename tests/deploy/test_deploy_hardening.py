@@ -9,7 +9,13 @@ import pytest
 from conftest import TranslateWith
 from resolve_conditions import resolve
 
-KEYLESS = [("/health", "get"), ("/docs", "get"), ("/docs/{proxy+}", "get"), ("/openapi.json", "get")]
+KEYLESS = [
+    ("/health", "get"),
+    ("/docs", "get"),
+    ("/docs/{proxy+}", "get"),
+    ("/redoc", "get"),
+    ("/openapi.json", "get"),
+]
 EXISTING_VPC = {"VpcId": "vpc-0123456789abcdef0", "PrivateSubnetIds": "subnet-0aaa,subnet-0bbb"}
 
 

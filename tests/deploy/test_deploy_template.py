@@ -15,7 +15,13 @@ INFERENCE_METHODS = [
     ("/v2/{proxy+}", "post"),
     ("/{proxy+}", "x-amazon-apigateway-any-method"),
 ]
-OPEN_METHODS = [("/docs", "get"), ("/docs/{proxy+}", "get"), ("/openapi.json", "get"), ("/health", "get")]
+OPEN_METHODS = [
+    ("/docs", "get"),
+    ("/docs/{proxy+}", "get"),
+    ("/redoc", "get"),
+    ("/openapi.json", "get"),
+    ("/health", "get"),
+]
 TRITON_PORTS = {8000, 8001}
 
 
@@ -28,6 +34,25 @@ def only(template: dict[str, Any], type_: str) -> dict[str, Any]:
     assert len(found) == 1, f"expected one {type_}, found {sorted(found)}"
     props: dict[str, Any] = next(iter(found.values())).get("Properties", {})
     return props
+
+
+def ref_target(template: dict[str, Any], value: Any) -> tuple[str, dict[str, Any]]:
+    """What a ``{"Ref": name}`` (or ``Fn::GetAtt``) points at: ("Parameter", its declaration) or the
+    resource's type and the resource. Fails when the value is no reference or names nothing."""
+    assert isinstance(value, dict) and len(value) == 1, f"not a reference: {value!r}"
+    name = value["Ref"] if "Ref" in value else value["Fn::GetAtt"][0]
+    if name in template.get("Parameters", {}):
+        return "Parameter", template["Parameters"][name]
+    assert name in template["Resources"], f"{value!r} names no parameter or resource"
+    resource: dict[str, Any] = template["Resources"][name]
+    return resource["Type"], resource
+
+
+def parameter_default(template: dict[str, Any], value: Any) -> Any:
+    """The default of the parameter that ``value`` references (what a deploy gets unless overridden)."""
+    kind, declaration = ref_target(template, value)
+    assert kind == "Parameter", f"{value!r} is a {kind}, not a parameter"
+    return declaration["Default"]
 
 
 def api_paths(translated: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -93,8 +118,11 @@ def test_launch_template_enforces_imdsv2_without_ssh(translated: dict[str, Any])
     assert "KeyName" not in data, "no SSH key: use SSM Session Manager"
     assert "NetworkInterfaces" not in data, "no public IP association"
     assert all(m["Ebs"]["Encrypted"] is True for m in data["BlockDeviceMappings"])
+    # ... and the Auto Scaling group launches its instances from that (only) launch template.
     asg = only(translated, "AWS::AutoScaling::AutoScalingGroup")
-    assert asg["LaunchTemplate"]["LaunchTemplateId"] == {"Ref": "TritonLaunchTemplate"}
+    kind, launch_template = ref_target(translated, asg["LaunchTemplate"]["LaunchTemplateId"])
+    assert kind == "AWS::EC2::LaunchTemplate"
+    assert launch_template["Properties"]["LaunchTemplateData"] is data
 
 
 def _ingress_rules(translated: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -113,7 +141,26 @@ def _covers(rule: dict[str, Any], port: int) -> bool:
     return int(rule["FromPort"]) <= port <= int(rule["ToPort"])
 
 
+def _group_names(template: dict[str, Any], refs: list[Any]) -> set[str]:
+    """The security groups a resource's list of references attaches (each checked to be a group)."""
+    names = set()
+    for ref in refs:
+        assert ref_target(template, ref)[0] == "AWS::EC2::SecurityGroup", ref
+        names.add(ref["Ref"])
+    return names
+
+
 def test_triton_ports_are_open_only_to_security_groups(translated: dict[str, Any]) -> None:
+    # The groups as the resources attach them, not as named here: the Lambda's, the NLB's, the instances'.
+    function = only(translated, "AWS::Lambda::Function")
+    lambda_groups = _group_names(translated, function["VpcConfig"]["SecurityGroupIds"])
+    nlb_groups = _group_names(
+        translated, only(translated, "AWS::ElasticLoadBalancingV2::LoadBalancer")["SecurityGroups"]
+    )
+    launch_data = only(translated, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
+    triton_groups = _group_names(translated, launch_data["SecurityGroupIds"])
+    assert lambda_groups and nlb_groups and triton_groups
+    assert not (lambda_groups | nlb_groups) & triton_groups
     for name, rule in _ingress_rules(translated):
         for port in TRITON_PORTS | {22}:
             if not _covers(rule, port):
@@ -122,16 +169,17 @@ def test_triton_ports_are_open_only_to_security_groups(translated: dict[str, Any
             assert not {"CidrIp", "CidrIpv6", "SourcePrefixListId"} & set(rule), (
                 f"{name}: CIDR ingress on {port}"
             )
-            assert rule["SourceSecurityGroupId"] in [
-                {"Ref": "GatewaySecurityGroup"},
-                {"Ref": "TritonNlbSecurityGroup"},
-            ], f"{name}: port {port} only from the gateway Lambda or the NLB"
+            [source] = _group_names(translated, [rule["SourceSecurityGroupId"]])
+            assert source in lambda_groups | nlb_groups, (
+                f"{name}: port {port} only from the Lambda or the NLB"
+            )
+    # gRPC reaches the instances from both: the Lambda through the NLB, and the NLB's health checks.
     grpc_sources = {
         rule["SourceSecurityGroupId"]["Ref"]
         for _, rule in _ingress_rules(translated)
-        if rule.get("GroupId") == {"Ref": "TritonSecurityGroup"} and _covers(rule, 8001)
+        if rule.get("GroupId", {}).get("Ref") in triton_groups and _covers(rule, 8001)
     }
-    assert grpc_sources == {"GatewaySecurityGroup", "TritonNlbSecurityGroup"}
+    assert grpc_sources == lambda_groups | nlb_groups
 
 
 def test_every_security_group_replaces_the_default_allow_all_egress(translated: dict[str, Any]) -> None:
@@ -142,7 +190,10 @@ def test_every_security_group_replaces_the_default_allow_all_egress(translated: 
         egress = group["Properties"].get("SecurityGroupEgress")
         assert egress, f"{name} keeps EC2's default allow-all egress"
         assert all(rule["IpProtocol"] == "tcp" for rule in egress), name
-    gateway = translated["Resources"]["GatewaySecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    # The Lambda's own group may reach Triton's gRPC port and nothing else.
+    function = only(translated, "AWS::Lambda::Function")
+    [gateway_group] = _group_names(translated, function["VpcConfig"]["SecurityGroupIds"])
+    gateway = translated["Resources"][gateway_group]["Properties"]["SecurityGroupEgress"]
     assert {(rule["FromPort"], rule["ToPort"]) for rule in gateway} == {(8001, 8001)}
 
 
@@ -186,28 +237,38 @@ def test_no_other_method_is_open(translated: dict[str, Any]) -> None:
 def test_usage_plan_binds_the_key_to_the_stage(translated: dict[str, Any]) -> None:
     stages = resources_of(translated, "AWS::ApiGateway::Stage")
     assert list(stages) == ["GatewayApiStage"], "one stage (OpenAPI 3 keeps SAM from adding 'Stage')"
-    assert stages["GatewayApiStage"]["Properties"]["StageName"] == {"Ref": "StageName"}
+    stage = stages["GatewayApiStage"]["Properties"]
+    # The stage the README's URLs and the Lambda events use: /api/...
+    assert parameter_default(translated, stage["StageName"]) == "api"
     plan = only(translated, "AWS::ApiGateway::UsagePlan")
-    assert plan["ApiStages"] == [{"ApiId": {"Ref": "GatewayApi"}, "Stage": {"Ref": "GatewayApiStage"}}]
-    assert plan["Throttle"] == {
-        "RateLimit": {"Ref": "ThrottleRateLimit"},
-        "BurstLimit": {"Ref": "ThrottleBurstLimit"},
-    }
-    assert plan["Quota"] == {"Limit": {"Ref": "QuotaLimit"}, "Period": {"Ref": "QuotaPeriod"}}
+    [api_stage] = plan["ApiStages"]
+    assert ref_target(translated, api_stage["ApiId"])[0] == "AWS::ApiGateway::RestApi"
+    assert ref_target(translated, api_stage["Stage"]) == ("AWS::ApiGateway::Stage", stages["GatewayApiStage"])
+    assert stage["RestApiId"] == api_stage["ApiId"], "the plan's stage belongs to the plan's API"
+    # The limits the README promises by default: 10 req/s, burst 20, 10,000 a day.
+    throttle, quota = plan["Throttle"], plan["Quota"]
+    assert parameter_default(translated, throttle["RateLimit"]) == 10
+    assert parameter_default(translated, throttle["BurstLimit"]) == 20
+    assert parameter_default(translated, quota["Limit"]) == 10000
+    assert parameter_default(translated, quota["Period"]) == "DAY"
     plan_key = only(translated, "AWS::ApiGateway::UsagePlanKey")
-    assert plan_key == {
-        "KeyId": {"Ref": "GatewayApiKey"},
-        "KeyType": "API_KEY",
-        "UsagePlanId": {"Ref": "GatewayUsagePlan"},
-    }
-    assert only(translated, "AWS::ApiGateway::ApiKey")["Enabled"] is True
-    assert translated["Outputs"]["ApiKeyId"]["Value"] == {"Ref": "GatewayApiKey"}
+    assert plan_key["KeyType"] == "API_KEY"
+    kind, key = ref_target(translated, plan_key["KeyId"])
+    assert kind == "AWS::ApiGateway::ApiKey"
+    assert key["Properties"]["Enabled"] is True
+    assert ref_target(translated, plan_key["UsagePlanId"])[0] == "AWS::ApiGateway::UsagePlan"
+    # The output that show-endpoint.sh reads the key's value through is that same key.
+    assert translated["Outputs"]["ApiKeyId"]["Value"] == plan_key["KeyId"]
 
 
 def test_api_stage_logs_access_and_traces(translated: dict[str, Any]) -> None:
     stage = only(translated, "AWS::ApiGateway::Stage")
     assert stage["TracingEnabled"] is True
-    assert stage["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    destination = stage["AccessLogSetting"]["DestinationArn"]
+    assert destination["Fn::GetAtt"][1] == "Arn"
+    kind, group = ref_target(translated, destination)
+    assert kind == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"]
     json.loads(stage["AccessLogSetting"]["Format"])  # CloudWatch Logs Insights wants JSON lines
 
 
@@ -221,14 +282,19 @@ def test_gateway_function_is_an_image_in_the_vpc_with_the_app_settings(translate
     function = only(translated, "AWS::Lambda::Function")
     assert function["PackageType"] == "Image"
     assert function["TracingConfig"] == {"Mode": "Active"}
-    assert function["ReservedConcurrentExecutions"] == {"Ref": "GatewayReservedConcurrency"}
-    assert function["MemorySize"] == {"Ref": "GatewayMemorySize"}
-    assert function["Timeout"] == {"Ref": "GatewayTimeout"}
-    assert function["VpcConfig"]["SecurityGroupIds"] == [{"Ref": "GatewaySecurityGroup"}]
-    assert function["LoggingConfig"] == {"LogGroup": {"Ref": "GatewayLogGroup"}, "LogFormat": "JSON"}
-    assert "RetentionInDays" in translated["Resources"]["GatewayLogGroup"]["Properties"]
+    # The README's defaults: 10 reserved Lambdas, 1 GB; a timeout API Gateway (29 s) would not cut short.
+    assert parameter_default(translated, function["ReservedConcurrentExecutions"]) == 10
+    assert parameter_default(translated, function["MemorySize"]) == 1024
+    assert parameter_default(translated, function["Timeout"]) <= 29
+    assert function["LoggingConfig"]["LogFormat"] == "JSON"
+    kind, log_group = ref_target(translated, function["LoggingConfig"]["LogGroup"])
+    assert kind == "AWS::Logs::LogGroup"
+    assert "RetentionInDays" in log_group["Properties"]
     env = function["Environment"]["Variables"]
-    assert env["TRITON_GRPC_URL"] == {"Fn::Sub": "${TritonNlb.DNSName}:8001"}
+    # Triton is reached through the internal NLB's name, on the gRPC port its listener serves.
+    [nlb_name] = resources_of(translated, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    listener = only(translated, "AWS::ElasticLoadBalancingV2::Listener")
+    assert env["TRITON_GRPC_URL"] == {"Fn::Sub": f"${{{nlb_name}.DNSName}}:{listener['Port']}"}
     assert set(env) == {
         "TRITON_GRPC_URL",
         "DEFAULT_MODEL",
@@ -271,10 +337,9 @@ def test_triton_role_reads_only_the_model_prefix_and_pulls_only_its_image(transl
     assert by_action["s3:GetObject"]["Resource"]["Fn::Sub"][0].endswith("/${ModelPrefix}/*")
     assert by_action["s3:ListBucket"]["Condition"]["StringLike"]["s3:prefix"]
     assert by_action["ecr:BatchGetImage"]["Resource"] != "*"
-    assert by_action["logs:PutLogEvents"]["Resource"] == [
-        {"Fn::GetAtt": ["TritonLogGroup", "Arn"]},
-        {"Fn::GetAtt": ["TritonMetricsLogGroup", "Arn"]},
-    ]
+    # Triton's own log group and the one its metrics go to, each a log group of this stack.
+    log_groups = by_action["logs:PutLogEvents"]["Resource"]
+    assert [ref_target(translated, group)[0] for group in log_groups] == ["AWS::Logs::LogGroup"] * 2
     assert role["ManagedPolicyArns"] == [
         {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"}
     ]

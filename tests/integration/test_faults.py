@@ -45,10 +45,17 @@ def timed(call):
 
 
 def test_stopped_triton_gives_503_then_recovers_after_restart(triton_factory):
-    # GIVEN a gateway in front of its own Triton, with every UNAVAILABLE retried on a fresh channel
+    # GIVEN a gateway in front of its own Triton, with every UNAVAILABLE retried on a fresh channel, and
+    # deadlines long enough that "quickly" (a refused connection: milliseconds) cannot be a spent deadline
     server: TritonServer = triton_factory(models=["densenet_onnx"])
     # (no /health cache: this test is about the outage, test_health_docs about the cache)
-    settings = Settings(triton_grpc_url=server.grpc_url, idle_reconnect_seconds=0, health_cache_seconds=0)
+    settings = Settings(
+        triton_grpc_url=server.grpc_url,
+        idle_reconnect_seconds=0,
+        health_timeout_seconds=10,
+        triton_timeout_seconds=10,
+        health_cache_seconds=0,
+    )
     with serve_gateway(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
         assert client.get("/health").json()["status"] == "healthy"
         assert client.post("/infer", json=DENSENET).status_code == 200
@@ -61,13 +68,13 @@ def test_stopped_triton_gives_503_then_recovers_after_restart(triton_factory):
         # THEN both answer 503 quickly, without Triton's address
         assert health.status_code == 503
         assert health.json()["triton"] == "unavailable"
-        assert health_seconds < 2.5
+        assert health_seconds < 5
         assert infer.status_code == 503
         assert re.fullmatch(
             r"Triton is unavailable; try again shortly \(request id \w+\)", infer.json()["error"]
         )
         assert infer.headers["retry-after"] == "1"
-        assert infer_seconds < settings.triton_timeout_seconds
+        assert infer_seconds < 5
         assert "127.0.0.1" not in health.text + infer.text
 
         # WHEN Triton is back on the same port THEN the next call succeeds (a fresh channel, no back-off)
@@ -77,19 +84,21 @@ def test_stopped_triton_gives_503_then_recovers_after_restart(triton_factory):
 
 
 def test_hung_triton_health_answers_within_its_deadline_and_infer_gets_504(silent_triton):
+    # A hung Triton would hold the request until the client's 30 s: the bounds are each deadline plus
+    # room for two busy cores.
     settings = Settings(triton_grpc_url=silent_triton, triton_timeout_seconds=1.5, health_timeout_seconds=1.0)
     with serve_gateway(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
         health, health_seconds = timed(lambda: client.get("/health"))
         assert health.status_code == 503
         assert health.json()["triton"] == "timeout"
-        assert health_seconds < 2.0
+        assert health_seconds < 4
 
         infer, infer_seconds = timed(lambda: client.post("/infer", json=DENSENET))
         assert infer.status_code == 504
         assert re.fullmatch(
             r"Triton did not answer within the 1.5 s deadline \(request id \w+\)", infer.json()["error"]
         )
-        assert infer_seconds < 2.5
+        assert infer_seconds < 4.5
         assert silent_triton.split(":")[1] not in infer.text + health.text
 
 
@@ -97,10 +106,10 @@ def test_slow_model_past_the_deadline_gets_504(triton):
     settings = Settings(triton_grpc_url=triton.grpc_url, triton_timeout_seconds=0.5)
     with serve_gateway(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
         assert client.post("/infer", json=slow(10)).status_code == 200
-        response, seconds = timed(lambda: client.post("/infer", json=slow(2000)))
+        response, seconds = timed(lambda: client.post("/infer", json=slow(4000)))
         assert response.status_code == 504
-        assert "deadline" in response.json()["error"]
-        assert seconds < 1.5
+        assert response.json() == {"error": "Triton did not answer within the 0.5 s deadline"}
+        assert seconds < 3  # not the model's 4 s
 
 
 def test_allow_list_hides_other_models(triton):

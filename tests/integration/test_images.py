@@ -13,7 +13,6 @@ import onnxruntime
 import pytest
 import tritonclient.grpc as grpcclient
 
-from localdev.model_repo import onnx_path
 from localdev.tritonserver import TritonServer
 from service.settings import Settings
 from tests.gateway import serve_gateway
@@ -35,18 +34,14 @@ def reference(data: bytes, spec: dict, channels_first: bool = True) -> np.ndarra
     return reference_tensor(data, channels_first=channels_first, **spec)
 
 
-@pytest.fixture(scope="module")
-def sessions(model_repository: Path):
-    def session(name: str, version: int = 1) -> onnxruntime.InferenceSession:
-        path = onnx_path(model_repository, name, version)
-        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
+@pytest.fixture
+def sessions(onnx_session) -> dict[str, onnxruntime.InferenceSession]:
     return {
-        "densenet_onnx": session("densenet_onnx"),
-        "classifier_batched/1": session("classifier_batched", 1),
-        "classifier_batched/2": session("classifier_batched", 2),
-        "nhwc_uint8": session("nhwc_uint8"),
-        "gray_fp16": session("gray_fp16"),
+        "densenet_onnx": onnx_session("densenet_onnx"),
+        "classifier_batched/1": onnx_session("classifier_batched", 1),
+        "classifier_batched/2": onnx_session("classifier_batched", 2),
+        "nhwc_uint8": onnx_session("nhwc_uint8"),
+        "gray_fp16": onnx_session("gray_fp16"),
     }
 
 
@@ -259,35 +254,46 @@ def test_bad_image_requests_get_a_clear_error(client: httpx.Client, body, status
     assert message in response.json()["error"]
 
 
-def test_bad_uploads(client: httpx.Client):
-    cases = [
-        (
+@pytest.mark.parametrize(
+    ("request_kwargs", "status", "message"),
+    [
+        pytest.param(
             {"content": b"\x00\x01", "headers": {"content-type": "application/octet-stream"}},
             415,
             "content-type",
+            id="octet-stream",
         ),
-        (
+        pytest.param(
             {"content": b"{}", "headers": {"content-type": "application/xml"}},
             415,
             "'application/xml' is not read",
+            id="xml",
         ),
-        ({"params": {"top_k": 3}, "json": {"image": IMAGE}}, 400, "go in the query only for image uploads"),
-        (
+        pytest.param(
+            {"params": {"top_k": 3}, "json": {"image": IMAGE}},
+            400,
+            "go in the query only for image uploads",
+            id="query-with-json",
+        ),
+        pytest.param(
             {"params": {"top_k": "three"}, "content": jpeg(), "headers": {"content-type": "image/jpeg"}},
             400,
             "top_k: Input should be a valid integer",
+            id="bad-query-top-k",
         ),
-        (
+        pytest.param(
             {"content": b"not an image", "headers": {"content-type": "image/png"}},
             400,
             "image: not a JPEG, PNG or WebP image",
+            id="raw-not-an-image",
         ),
-        (
+        pytest.param(
             {"files": [("images", ("a.jpg", jpeg(), "image/jpeg"))], "data": {"model": "densenet_onnx"}},
             400,
             "multipart part 'model' is not a file; give model, version and top_k in the query",
+            id="multipart-field",
         ),
-        (
+        pytest.param(
             {
                 "files": [
                     ("images", ("a.jpg", b"junk", "image/jpeg")),
@@ -296,12 +302,15 @@ def test_bad_uploads(client: httpx.Client):
             },
             400,
             "images[0]: not a JPEG, PNG or WebP image",
+            id="multipart-junk",
         ),
-    ]
-    for kwargs, status, message in cases:
-        response = client.post("/infer", **kwargs)
-        assert response.status_code == status, (kwargs.get("headers"), response.text)
-        assert message in response.json()["error"], response.text
+    ],
+)
+def test_bad_uploads(client: httpx.Client, request_kwargs, status, message):
+    response = client.post("/infer", **request_kwargs)
+    assert response.status_code == status, response.text
+    assert set(response.json()) == {"error"}
+    assert message in response.json()["error"], response.text
 
 
 # -- settings: limits and the scaling override -----------------------------------------------------------

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
+import json
+import re
+import socket
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import onnxruntime
 import pytest
 
-from localdev.model_repo import onnx_path
+from localdev.tritonserver import TritonServer
+from service.settings import Settings
+from tests.gateway import serve_gateway
 
 rng = np.random.default_rng(2024)
 
 
-@pytest.fixture(scope="module")
-def densenet(triton_model_path: Path) -> onnxruntime.InferenceSession:
-    return onnxruntime.InferenceSession(str(triton_model_path), providers=["CPUExecutionProvider"])
+@pytest.fixture
+def densenet(onnx_session) -> onnxruntime.InferenceSession:
+    return onnx_session("densenet_onnx")
 
 
 def expected_scores(session: onnxruntime.InferenceSession, x: np.ndarray) -> np.ndarray:
@@ -98,7 +103,7 @@ def test_request_id_is_echoed(client: httpx.Client):
     assert client.post("/infer", json=body).json()["id"] == "req-42"
 
 
-def test_bytes_and_batched_models_through_infer(client: httpx.Client, model_repository):
+def test_bytes_and_batched_models_through_infer(client: httpx.Client, onnx_session):
     text = client.post(
         "/infer",
         json={
@@ -126,10 +131,7 @@ def test_bytes_and_batched_models_through_infer(client: httpx.Client, model_repo
     assert probs["shape"] == [2, 10]
     # No version named: Triton's policy serves the latest, 2.
     assert batched.json()["model_version"] == "2"
-    session = onnxruntime.InferenceSession(
-        str(onnx_path(model_repository, "classifier_batched", 2)), providers=["CPUExecutionProvider"]
-    )
-    want = session.run(None, {"INPUT": batch})[0]
+    want = onnx_session("classifier_batched", 2).run(None, {"INPUT": batch})[0]
     np.testing.assert_allclose(np.array(probs["data"], np.float32).reshape(2, 10), want, rtol=1e-5)
 
 
@@ -232,7 +234,7 @@ def test_input_given_twice_is_named(client: httpx.Client):
     assert "inputs[1].name: input 'TEXT' is given twice" in response.json()["error"]
 
 
-def test_malformed_and_oversized_bodies(client: httpx.Client):
+def test_malformed_bodies(client: httpx.Client):
     response = client.post("/infer", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert response.json()["error"].startswith("Invalid JSON")
@@ -242,6 +244,74 @@ def test_malformed_and_oversized_bodies(client: httpx.Client):
     )
     assert response.status_code == 400
     assert "inputs: List should have at least 1 item" in response.json()["error"]
+
+
+LIMIT = 4096
+INFER_PATHS = ["/infer", "/v2/models/densenet_onnx/infer"]
+
+
+@pytest.fixture(scope="module")
+def small_gateway(triton: TritonServer) -> Iterator[str]:
+    """A gateway that takes bodies of at most LIMIT bytes."""
+    with serve_gateway(Settings(triton_grpc_url=triton.grpc_url, max_body_bytes=LIMIT)) as url:
+        yield url
+
+
+def raw_exchange(base_url: str, head: bytes, timeout: float = 10) -> tuple[int, bytes]:
+    """Send ``head`` (request line, headers, maybe some body) on a raw socket; the answer's status and body.
+
+    Times out (a failure) if the gateway waits for body bytes that never come."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(head)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(65536) or b"EOF"
+        headers, _, body = received.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?im)^content-length: *(\d+)", headers).group(1))
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            assert chunk, "the gateway closed the connection mid-answer"
+            body += chunk
+    return int(headers.split()[1]), body
+
+
+@pytest.mark.parametrize("path", INFER_PATHS)
+def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_read(small_gateway: str, path):
+    # GIVEN a request that declares 10 MB and sends one byte of it
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+        "Content-Length: 10000000\r\n\r\n{"
+    ).encode()
+    # THEN the answer comes at once (reading the body first would wait for the rest forever)
+    status, body = raw_exchange(small_gateway, head)
+    assert status == 413
+    assert json.loads(body) == {"error": f"body of 10000000 bytes is over the {LIMIT}-byte limit"}
+
+
+@pytest.mark.parametrize("path", INFER_PATHS)
+def test_a_chunked_body_over_the_limit_is_refused(small_gateway: str, path):
+    # GIVEN a body sent chunked, so no Content-Length tells its size in advance
+    def chunks() -> Iterator[bytes]:
+        for _ in range(4):
+            yield b" " * 2000
+
+    with httpx.Client(base_url=small_gateway, timeout=30) as http:
+        response = http.post(path, content=chunks(), headers={"content-type": "application/json"})
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert response.json() == {"error": f"body of 8000 bytes is over the {LIMIT}-byte limit"}
+
+
+@pytest.mark.parametrize("path", INFER_PATHS)
+def test_a_body_at_the_limit_is_read(small_gateway: str, path):
+    # The limit is inclusive: a body of exactly LIMIT bytes is judged as JSON, not refused.
+    body = b'{"inputs": []}'.ljust(LIMIT)
+    with httpx.Client(base_url=small_gateway, timeout=30) as http:
+        response = http.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "inputs" in response.json()["error"]
 
 
 def test_unknown_routes_and_methods_use_the_error_envelope(client: httpx.Client):

@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 
 from localdev.tritonserver import TritonServer
 from service.errors import ModelNotFound, TritonTimeout, TritonUnavailable
+from service.protocol.tensors import OutputSpec, Tensor
 from service.triton import Deadline, TritonClient
+from tests.settle import settled
 
 
 def test_metadata_is_fetched_once_per_ttl(triton: TritonServer):
-    client = TritonClient(triton.grpc_url, metadata_ttl=0.5, idle_reconnect=30)
+    # A TTL that two busy cores cannot outlast between two calls, and a sleep past it
+    client = TritonClient(triton.grpc_url, metadata_ttl=2, idle_reconnect=30)
     first = client.model_info("densenet_onnx", "", Deadline(5))
     assert client.model_info("densenet_onnx", "", Deadline(5)) is first
-    time.sleep(0.6)
+    time.sleep(2.1)
     again = client.model_info("densenet_onnx", "", Deadline(5))
     assert again is not first
     assert again == first
@@ -24,14 +29,33 @@ def test_metadata_is_fetched_once_per_ttl(triton: TritonServer):
     client.close()
 
 
-def test_a_spent_deadline_never_reaches_triton(triton: TritonServer):
+def requests_seen(triton_grpc: grpcclient.InferenceServerClient, model: str) -> int:
+    """Every inference request Triton has counted for ``model``, succeeded or failed."""
+    [stats] = triton_grpc.get_inference_statistics(model, "1", as_json=True)["model_stats"]
+    counts = stats["inference_stats"]
+    return int(counts["success"].get("count", 0)) + int(counts["fail"].get("count", 0))
+
+
+def test_a_spent_deadline_never_reaches_triton(triton: TritonServer, triton_grpc):
+    # GIVEN a client and Triton's own count of text_bytes requests
     client = TritonClient(triton.grpc_url, metadata_ttl=60, idle_reconnect=30)
+    text = [Tensor("TEXT", "BYTES", np.array([b"a"], dtype=np.object_))]
+    upper = [OutputSpec("UPPER")]
+    start = requests_seen(triton_grpc, "text_bytes")
+    assert client.infer("text_bytes", "", text, upper, Deadline(5)).outputs  # the channel is open
+    before = settled(lambda: requests_seen(triton_grpc, "text_bytes"), start + 1)
+    assert before == start + 1  # Triton does count this client's requests
+    # WHEN an inference is asked for with a deadline already spent
     deadline = Deadline(0.001)
     time.sleep(0.01)
     with pytest.raises(
         TritonTimeout, match=r"^the request.s deadline of 0\.0 s passed before Triton was called$"
     ):
-        client.server_live(deadline)
+        client.infer("text_bytes", "", text, upper, deadline)
+    # THEN Triton never counts it: after one more (live) request, the count has grown by that one only
+    client.infer("text_bytes", "", text, upper, Deadline(5))
+    assert settled(lambda: requests_seen(triton_grpc, "text_bytes"), before + 1) == before + 1
+    assert settled(lambda: requests_seen(triton_grpc, "text_bytes"), before + 2, timeout=1) == before + 1
     client.close()
 
 

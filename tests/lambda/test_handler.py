@@ -5,10 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from pathlib import Path
 
 import numpy as np
-import onnxruntime
 import pytest
 
 from service.settings import get_settings
@@ -36,7 +34,7 @@ def test_health_event(lambda_handler):
 
 
 @pytest.mark.parametrize("base64_body", [True, False], ids=["base64-body", "text-body"])
-def test_infer_event_matches_onnxruntime(lambda_handler, triton_model_path: Path, base64_body):
+def test_infer_event_matches_onnxruntime(lambda_handler, onnx_session, base64_body):
     x = rng.random((3, 224, 224), dtype=np.float32)
     event = load_event(
         "infer", densenet_request(x, outputs=[{"name": "fc6_1", "b64": True}]), base64_body=base64_body
@@ -44,8 +42,7 @@ def test_infer_event_matches_onnxruntime(lambda_handler, triton_model_path: Path
     response = lambda_handler(event, LambdaContext())
     assert response["statusCode"] == 200, response["body"][:300]
     got = np.frombuffer(base64.b64decode(body_of(response)["outputs"][0]["b64"]), "<f4")
-    session = onnxruntime.InferenceSession(str(triton_model_path), providers=["CPUExecutionProvider"])
-    want = session.run(None, {"data_0": x.reshape(1, 3, 224, 224)})[0].reshape(1000)
+    want = onnx_session("densenet_onnx").run(None, {"data_0": x.reshape(1, 3, 224, 224)})[0].reshape(1000)
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
@@ -90,7 +87,8 @@ def test_deadline_is_capped_by_the_lambdas_remaining_time(lambda_handler):
         "error": "Triton did not answer within the 0.7 s deadline "
         "(request id c6af9ac6-7b61-11e6-9a41-93e8deadbeef)"
     }
-    assert time.monotonic() - began < 1.2
+    # Not waiting for the model's 3 s (which would answer 200): the bound leaves room for two busy cores.
+    assert time.monotonic() - began < 2.5
 
 
 def test_docs_under_the_stage_prefix(lambda_handler):

@@ -3,32 +3,46 @@ handler to the real Triton."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import onnxruntime
 import pytest
 
-from tests.image_reference import jpeg, reference_tensor
+from tests.image_reference import encode, jpeg, photo, reference_tensor
 from tests.lambda_events import LambdaContext, body_of, load_event
 
 
-def test_the_event_is_an_image_upload():
-    event = load_event("infer_image")
-    assert event["headers"]["Content-Type"] == "image/jpeg"
-    assert event["multiValueQueryStringParameters"] == {"model": ["densenet_onnx"], "top_k": ["5"]}
+def test_the_events_query_and_content_type_reach_the_route(lambda_handler, onnx_session):
+    # GIVEN the upload event with another model, version and top_k in its query, and a PNG body
+    data = encode(photo(120, 90, seed=7), "PNG")
+    event = load_event("infer_image", data)
+    query = {"model": "classifier_batched", "version": "1", "top_k": "3"}
+    event["queryStringParameters"] = query
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
+    event["headers"]["Content-Type"] = "image/png"
+    event["multiValueHeaders"]["Content-Type"] = ["image/png"]
+    # WHEN it goes through the handler
+    response = lambda_handler(event, LambdaContext())
+    # THEN the route read all three from the event: that model and version, three classes of the PNG
+    assert response["statusCode"] == 200, response["body"][:300]
+    answer = body_of(response)
+    assert (answer["model_name"], answer["model_version"]) == ("classifier_batched", "1")
+    [result] = answer["results"]
+    x = reference_tensor(
+        data, channels=3, height=64, width=64, datatype="FP32", scaling="VGG", channels_first=True
+    )
+    scores = onnx_session("classifier_batched", 1).run(None, {"INPUT": x[np.newaxis]})[0][0]
+    order = np.argsort(-scores, kind="stable")[:3]
+    assert [c["index"] for c in result["top_k"]] == order.tolist()
+    np.testing.assert_allclose([c["score"] for c in result["top_k"]], scores[order], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_jpeg_upload_event_matches_onnxruntime(
-    lambda_handler, triton_model_path: Path, model_repository, seed
-):
+def test_jpeg_upload_event_matches_onnxruntime(lambda_handler, onnx_session, model_repository, seed):
     data = jpeg(640, 480, seed=seed)
     # The same warm handler, invoked once per image
     response = lambda_handler(load_event("infer_image", data), LambdaContext())
     assert response["statusCode"] == 200, response["body"][:300]
     [result] = body_of(response)["results"]
-    session = onnxruntime.InferenceSession(str(triton_model_path), providers=["CPUExecutionProvider"])
+    session = onnx_session("densenet_onnx")
     x = reference_tensor(
         data, channels=3, height=224, width=224, datatype="FP32", scaling="INCEPTION", channels_first=True
     )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import time
 
 import httpx
@@ -203,15 +204,24 @@ def test_jpeg_draft_decoding_is_close_to_a_full_decode():
     assert np.abs(got - full).mean() < 2 / 127.5
 
 
-def test_grayscale_and_palette_and_alpha_images_are_converted():
-    rgba = np.dstack([photo(64, 64, 2), np.full((64, 64), 128, np.uint8)])
-    for data in (
-        encode(rgba, "PNG"),
-        encode(photo(64, 64, 2)[:, :, 0], "PNG"),
-        encode(np.asarray(Image.fromarray(photo(64, 64, 2)).convert("P")), "PNG", transparency=0),
-    ):
-        assert load_image(data, image_input(BATCHED, {}), "image", LIMIT).shape == (3, 64, 64)
-        assert load_image(data, image_input(GRAY, {}), "image", LIMIT).shape == (1, 32, 32)
+def palette_png(image: Image.Image) -> bytes:
+    # Saved from the image itself: a numpy round trip of a "P" image would keep only its indices ("L").
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=0)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L", "P"])
+def test_grayscale_and_palette_and_alpha_images_are_converted(mode):
+    pixels = photo(64, 64, 2)
+    data = {
+        "RGBA": lambda: encode(np.dstack([pixels, np.full((64, 64), 128, np.uint8)]), "PNG"),
+        "L": lambda: encode(pixels[:, :, 0], "PNG"),
+        "P": lambda: palette_png(Image.fromarray(pixels).convert("P")),
+    }[mode]()
+    assert Image.open(io.BytesIO(data)).mode == mode
+    assert load_image(data, image_input(BATCHED, {}), "image", LIMIT).shape == (3, 64, 64)
+    assert load_image(data, image_input(GRAY, {}), "image", LIMIT).shape == (1, 32, 32)
 
 
 # -- bad images ------------------------------------------------------------------------------------------
@@ -241,7 +251,7 @@ def test_a_decompression_bomb_is_refused_from_its_header():
     # THEN it is refused without being decoded (decoding it would take seconds and gigabytes)
     with pytest.raises(BadRequest, match=r"^image: the image declares more than 40000000 pixels$"):
         load_image(data, image_input(DENSENET, {}), "image", LIMIT)
-    assert time.perf_counter() - began < 0.5
+    assert time.perf_counter() - began < 2  # milliseconds from the header; decoding would take seconds
 
 
 def test_the_pixel_limit_is_ours_below_pillows():
