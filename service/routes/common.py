@@ -104,7 +104,8 @@ async def read_body(request: Request, settings: Settings) -> bytes:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLarge(f"body of more than {limit} bytes is over the {limit}-byte limit")
+                # Said as soon as it is true: the rest of the body is never read, so its size is unknown.
+                raise PayloadTooLarge(f"body is over the {limit}-byte limit")
             chunks.append(chunk)
     except ClientDisconnect:
         raise ClientClosedRequest(
