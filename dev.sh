@@ -58,6 +58,19 @@ ensure_libpython() {
     fi
 }
 
+# The fleet tests put HAProxy (TCP mode) in front of several Tritons, as the NLB is in production.
+ensure_haproxy() {
+    if command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq haproxy >/dev/null
+    else
+        echo "dev.sh: the fleet tests need haproxy (Debian/Ubuntu: sudo apt-get install haproxy)" >&2
+        exit 1
+    fi
+}
+
 # tests/browser drives Debian's Chromium through Playwright (Playwright's own browser download is not used).
 ensure_chromium() {
     if [ -x /usr/bin/chromium ]; then
@@ -74,6 +87,7 @@ ensure_chromium() {
 setup_main() {
     ensure_venv_module
     ensure_libpython
+    ensure_haproxy
     if [ ! -x "$VENV/bin/python" ]; then
         "$PY" -m venv "$VENV"
     fi

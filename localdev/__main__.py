@@ -1,7 +1,8 @@
-"""Command line: ``python -m localdev run | triton | build-models DEST``.
+"""Command line: ``python -m localdev run | triton | fleet | build-models DEST``.
 
 ``run``           local Triton + the gateway (uvicorn on service.app:app) wired to it.
 ``triton``        only Triton, on fixed or free ports, until Ctrl-C (for benchmarks and manual clients).
+``fleet``         several Tritons behind HAProxy (the NLB's stand-in) and several gateways, until Ctrl-C.
 ``build-models``  write the local model repository to DEST and exit.
 """
 
@@ -15,6 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from localdev.fleet import Fleet
 from localdev.model_repo import build_model_repository
 from localdev.paths import LOCAL_DIR, LOCAL_MODEL_REPOSITORY
 from localdev.tls import LOCAL_SERVER_NAME, make_test_pki
@@ -49,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     triton.add_argument("--http-port", type=int, default=None, help="default: a free port")
     triton.add_argument("--metrics-port", type=int, default=None, help="default: a free port")
     triton.add_argument("--tls", action="store_true", help=_TLS_HELP)
+
+    fleet = commands.add_parser("fleet", help="Tritons behind HAProxy, gateways in front, until Ctrl-C")
+    fleet.add_argument("--tritons", type=int, default=2, help="Tritons behind the balancer (default 2)")
+    fleet.add_argument("--gateways", type=int, default=4, help="gateway processes (default 4)")
+    fleet.add_argument(
+        "--channel-max-age", type=float, default=None, help="CHANNEL_MAX_AGE_SECONDS of the gateways"
+    )
 
     build = commands.add_parser("build-models", help="write the local model repository and exit")
     build.add_argument("dest", type=Path)
@@ -119,6 +128,28 @@ def _run_triton(grpc_port: int | None, http_port: int | None, metrics_port: int 
     raise SystemExit(f"tritonserver exited unexpectedly; see {server.log_path}\n{server.log_tail()}")
 
 
+def _run_fleet(tritons: int, gateways: int, channel_max_age: float | None) -> None:
+    env = {} if channel_max_age is None else {"CHANNEL_MAX_AGE_SECONDS": str(channel_max_age)}
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with Fleet(
+        build_model_repository(LOCAL_MODEL_REPOSITORY), tritons=tritons, gateways=gateways, gateway_env=env
+    ) as fleet:
+        for name, server in fleet.tritons.items():
+            print(f"Triton {name}  gRPC {server.grpc_url}  HTTP {server.http_url}  log {server.log_path}")
+        print(f"HAProxy  {fleet.balancer.url}  admin socket {fleet.balancer.socket_path}")
+        print(f"  e.g. echo 'set server triton/t1 state drain' | socat stdio {fleet.balancer.socket_path}")
+        for url in fleet.gateway_urls:
+            print(f"Gateway  {url}")
+        print("Ctrl-C stops everything")
+        sys.stdout.flush()
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point for ``python -m localdev``."""
     args = _parser().parse_args(argv)
@@ -127,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             _run_gateway(args.host, args.port, args.reload, args.tls)
         elif args.command == "triton":
             _run_triton(args.grpc_port, args.http_port, args.metrics_port, args.tls)
+        elif args.command == "fleet":
+            _run_fleet(args.tritons, args.gateways, args.channel_max_age)
         else:
             print(build_model_repository(args.dest))
     except TritonStartupError as exc:

@@ -45,6 +45,27 @@ def _instances(count: int) -> str:
     return f"instance_group [ {{ count: {count} kind: KIND_CPU }} ]"
 
 
+def _queue_policy(timeout_us: int) -> str:
+    # Triton sheds what waited past the timeout (UNAVAILABLE "Request timeout expired", which the gateway
+    # answers 503 "overloaded") instead of queueing until the caller's deadline. A max_queue_size instead
+    # collapsed throughput on 2.51 (43 of 800 requests served at 2x capacity, see README), so none is set.
+    # allow_timeout_override lets the gateway pass a shorter timeout (the caller's remaining deadline).
+    return (
+        "dynamic_batching {\n"
+        "  default_queue_policy {\n"
+        "    timeout_action: REJECT\n"
+        f"    default_timeout_microseconds: {timeout_us}\n"
+        "    allow_timeout_override: true\n"
+        "  }\n"
+        "}"
+    )
+
+
+# Deterministic models only: Triton answers a repeated request (same inputs, same outputs asked) from its
+# cache without running the model. Needs --cache-config on the server; without it the flag does nothing.
+RESPONSE_CACHE = "response_cache { enable: true }"
+
+
 def _scaling(mode: str) -> str:
     # Read by the gateway to pick pixel scaling for image requests, as Triton's image_client does.
     return f'parameters {{ key: "image_scaling" value: {{ string_value: "{mode}" }} }}'
@@ -74,6 +95,10 @@ output [
 ]
 {_instances(1)}
 {_scaling("INCEPTION")}
+# Production's policy and cache; a longer queue timeout here, where one CPU instance serves every test's
+# images on a shared 2-core machine and must not shed a fan-out of 16 (production: 1 s).
+{_queue_policy(5_000_000)}
+{RESPONSE_CACHE}
 """
 
 CLASSIFIER_BATCHED_CONFIG = f"""\
@@ -198,6 +223,26 @@ output [
 {_instances(2)}
 """
 
+
+# The sleep models' queue timeout: 150 ms = 7.5 executions, so at 2x capacity a burst sheds within ~150 ms
+# while ~42-46 of 50 req/s are still served (measured, README "Overload").
+def _sleep_config(name: str, *, cache: bool, queue_timeout_us: int = 150_000) -> str:
+    return f"""\
+name: "{name}"
+backend: "python"
+max_batch_size: 1
+input [ {{ name: "X" data_type: TYPE_INT32 dims: [ 1 ] }} ]
+output [ {{ name: "Y" data_type: TYPE_INT32 dims: [ 1 ] }} ]
+# One instance sleeping {SLEEP_MS} ms per execution: at most {1000 // SLEEP_MS} inferences/s per Triton.
+{_instances(1)}
+parameters {{ key: "sleep_ms" value: {{ string_value: "{SLEEP_MS}" }} }}
+{_queue_policy(queue_timeout_us)}
+{RESPONSE_CACHE if cache else ""}
+"""
+
+
+SLEEP_MS = 20
+
 MODELS: tuple[LocalModel, ...] = (
     LocalModel(
         "densenet_onnx",
@@ -236,6 +281,17 @@ MODELS: tuple[LocalModel, ...] = (
     ),
     LocalModel("text_bytes", TEXT_BYTES_CONFIG, "text_bytes", {1: None}),
     LocalModel("slow_model", SLOW_MODEL_CONFIG, "slow_model", {1: None}),
+    # The fleet's load model, and the same deterministic model with Triton's response cache on.
+    LocalModel("sleep_model", _sleep_config("sleep_model", cache=False), "sleep_model", {1: None}),
+    LocalModel("sleep_cached", _sleep_config("sleep_cached", cache=True), "sleep_model", {1: None}),
+    # For the fleet's fault tests under steady load: a CPU stall of a shared CI machine must not make Triton
+    # shed (a 2 s queue timeout), so every failure they see is the fault's.
+    LocalModel(
+        "sleep_patient",
+        _sleep_config("sleep_patient", cache=False, queue_timeout_us=2_000_000),
+        "sleep_model",
+        {1: None},
+    ),
 )
 
 MODEL_NAMES: tuple[str, ...] = tuple(model.name for model in MODELS)

@@ -106,11 +106,13 @@ class TritonServer:
         startup_timeout: float = 60.0,
         stop_timeout: float = 15.0,
         extra_args: Sequence[str] = (),
+        response_cache_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         """Configure, do not start. ``models`` loads only those (explicit model control) for a faster start.
 
         The log is ``log_dir/<log_name>.log`` (default name: ``tritonserver-<http port>``), truncated on
-        start and appended to on restart.
+        start and appended to on restart. ``response_cache_bytes`` sizes Triton's local response cache, used
+        by the models whose config opts in (``response_cache { enable: true }``); 0 runs without one.
         """
         self.model_repository = model_repository.resolve()
         self.host = host
@@ -124,6 +126,7 @@ class TritonServer:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.extra_args = tuple(extra_args)
+        self.response_cache_bytes = response_cache_bytes
         self.startup_seconds: float | None = None
         self._log_name = log_name
         self._process: subprocess.Popen[bytes] | None = None
@@ -181,6 +184,8 @@ class TritonServer:
             # Bounded shutdown even with a slow_model call in flight, so stop() and restart() stay quick.
             "--exit-timeout-secs=5",
         ]
+        if self.response_cache_bytes:
+            args.append(f"--cache-config=local,size={self.response_cache_bytes}")
         if self.models is not None:
             args.append("--model-control-mode=explicit")
             args += [f"--load-model={name}" for name in self.models]

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         ge=0,
         description="a channel idle this long gets one retry on a fresh channel when a call is UNAVAILABLE",
     )
+    channel_max_age_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="re-open the pooled gRPC channel after this age, so Tritons that joined the NLB get "
+        "calls; 0 keeps it for the life of the process",
+    )
     max_body_bytes: int = Field(
         10 * 1024 * 1024,
         gt=0,

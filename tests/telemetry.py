@@ -190,8 +190,9 @@ def gateway_process(env: dict[str, str]) -> Iterator[GatewayProcess]:
                 if process.poll() is not None or time.monotonic() - began > 20:
                     raise RuntimeError("the gateway did not start") from None
                 time.sleep(0.05)
-        # The probe's own lines come just after its answer: let them land before a test takes its mark.
-        gateway.wait_for(lambda out: '"/docs"' in out)
+        # The probe's own lines (EMF, then the access record) come just after its answer: let both land
+        # before a test takes its mark, or the probe's record would be counted as the test's.
+        gateway.wait_for(lambda out: any(r.get("route") == "/docs" for r in access_records(out)))
         yield gateway
     finally:
         process.terminate()

@@ -1,9 +1,11 @@
-"""The one pooled Triton gRPC client: deadlines, one retry after idleness, the metadata cache, and the
-translation of gRPC failures into gateway errors. Nothing above this module sees gRPC."""
+"""The one pooled Triton gRPC client: deadlines, channel life (max age, one retry on a fresh channel), the
+metadata cache, and the translation of gRPC failures into gateway errors. Nothing above this module sees
+gRPC."""
 
 from __future__ import annotations
 
 import contextvars
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -47,10 +49,16 @@ _CHANNEL_OPTIONS = [
     ("grpc.use_local_subchannel_pool", 1),
 ]
 # What Triton says when it sheds a request (UNAVAILABLE): its queue is full, or the request waited in it
-# past the model's queue timeout. Overload, not an outage.
+# past the model's queue timeout. Overload, not an outage: an answer from a live Triton, so never retried,
+# and told apart from a broken connection (also UNAVAILABLE).
 _SHED_MESSAGES = ("exceeds maximum queue size", "request timeout expired")
 # Concurrent Triton calls of one request with several images (a model that does not batch).
 _FAN_OUT_THREADS = 4
+# Running these twice changes a sequence model's state: such a request is never retried.
+_SEQUENCE_PARAMETERS = frozenset({"sequence_id", "sequence_start", "sequence_end"})
+# Channels are re-opened after 90-100 % of their max age, so environments started together (a burst of
+# cold starts) do not all reconnect in the same second.
+_MAX_AGE_JITTER = 0.1
 # A call given this share of the request's budget timed out on Triton; with less, the time went elsewhere.
 _MOST_OF_THE_BUDGET = 0.9
 # Distinct (model, version) pairs whose metadata is kept: far more than a gateway serves, small in memory.
@@ -69,7 +77,7 @@ class Deadline:
 
     def remaining(self) -> float:
         """Seconds left; raises :class:`TritonTimeout` once none are (Triton is then not called at all)."""
-        left = self._expires - time.monotonic()
+        left = self.seconds_left()
         if left <= 0:
             # The time went before this call (image decoding, earlier calls): Triton was not the slow part.
             raise TritonTimeout(
@@ -88,6 +96,34 @@ class Deadline:
             f"{given:.2f} s that were left of it"
         )
 
+    def seconds_left(self) -> float:
+        """Seconds left, 0 once none are (never raises)."""
+        return max(self._expires - time.monotonic(), 0.0)
+
+
+class _Pooled:
+    """One gRPC channel and its life: when it is due for replacement, the calls still running on it, and
+    whether Triton has answered on it (so a later UNAVAILABLE means its connection just broke)."""
+
+    def __init__(
+        self,
+        url: str,
+        max_age: float,
+        credentials: grpc.ChannelCredentials | None,
+        options: Sequence[tuple[str, int | str]],
+    ) -> None:
+        self.channel = (
+            grpc.insecure_channel(url, options=options)
+            if credentials is None
+            else grpc.secure_channel(url, credentials, options=options)
+        )
+        self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        jitter = 1.0 - random.uniform(0.0, _MAX_AGE_JITTER)
+        self.expires = time.monotonic() + max_age * jitter if max_age > 0 else float("inf")
+        self.in_flight = 0
+        self.answered = False
+        self.retired = False
+
 
 @dataclass(frozen=True, slots=True)
 class _Cached:
@@ -104,12 +140,15 @@ class TritonClient:
         *,
         metadata_ttl: float,
         idle_reconnect: float,
+        channel_max_age: float = 0.0,
         credentials: grpc.ChannelCredentials | None = None,
         server_name: str = "",
         metadata_entries: int = _METADATA_ENTRIES,
     ) -> None:
-        """``credentials`` (from :func:`tls_credentials`) make the channel TLS; ``server_name`` is the name
-        Triton's certificate must carry when it is not the host of ``url``."""
+        """``channel_max_age`` (seconds, 0 = never) re-opens the channel so that a balancer in front of
+        several Tritons spreads this client's calls over the ones that joined since. ``credentials`` (from
+        :func:`tls_credentials`) make the channels TLS; ``server_name`` is the name Triton's certificate
+        must carry when it is not the host of ``url``."""
         self._url = url
         self._credentials = credentials
         self._options: list[tuple[str, int | str]] = [*_CHANNEL_OPTIONS]
@@ -118,14 +157,15 @@ class TritonClient:
         self._host = url.rsplit(":", 1)[0]
         self._metadata_ttl = metadata_ttl
         self._idle_reconnect = idle_reconnect
+        self._channel_max_age = channel_max_age
         self._lock = threading.Lock()
-        self._channel: grpc.Channel | None = None
-        self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
+        self._pooled: _Pooled | None = None
+        self._retired: set[_Pooled] = set()
         self._last_answer = 0.0
         # Least recently used first, at most ``metadata_entries``: callers naming many models cannot grow it.
         self._metadata: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
         self._metadata_entries = metadata_entries
-        self.channels_opened = 0
+        self._opened = 0
 
     # -- health ----------------------------------------------------------------------------------------------
 
@@ -192,7 +232,8 @@ class TritonClient:
         parameters: Mapping[str, Any] | None = None,
     ) -> InferResult:
         """Run one inference; outputs come back as numpy views over Triton's raw bytes. ``parameters`` are
-        the request's v2 parameters (priority, timeout, sequence_id, custom ones), passed on to Triton.
+        the request's v2 parameters (priority, timeout, sequence_id, custom ones), passed on to Triton,
+        with a queue ``timeout`` no longer than the deadline where the model lets a request shorten it.
 
         Triton gets the gateway's request id (API Gateway's), so its "[request id: ...]" log lines can be
         found from the access record; the answer carries the caller's own ``request_id``, as v2 says."""
@@ -201,6 +242,10 @@ class TritonClient:
         )
         for key, value in (parameters or {}).items():
             _set_parameter(request.parameters[key], value, key)
+        config = self.model_info(model, version, deadline).config
+        timeout_us = queue_timeout_us(config, deadline.remaining(), (parameters or {}).get("timeout"))
+        if timeout_us is not None:
+            request.parameters["timeout"].int64_param = timeout_us
         for tensor in inputs:
             entry = request.inputs.add(name=tensor.name, datatype=tensor.datatype)
             entry.shape.extend(tensor.shape)
@@ -209,7 +254,8 @@ class TritonClient:
             wanted = request.outputs.add(name=output.name)
             if output.class_count:
                 wanted.parameters["classification"].int64_param = output.class_count
-        response = self._call("ModelInfer", request, deadline, model=(model, version))
+        retry_safe = not _SEQUENCE_PARAMETERS.intersection(parameters or {})
+        response = self._call("ModelInfer", request, deadline, model=(model, version), retry_safe=retry_safe)
         observability.note_model(response.model_name, response.model_version)
         tensors = [
             Tensor(
@@ -250,65 +296,122 @@ class TritonClient:
     # -- the channel -----------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the channel; the next call opens a new one."""
+        """Close every channel now (calls still running on them fail); the next call opens a new one."""
         with self._lock:
-            if self._channel is not None:
-                self._channel.close()
-            self._channel = self._stub = None
+            pooled = [*self._retired, *([self._pooled] if self._pooled else [])]
+            self._pooled, self._retired = None, set()
+        for entry in pooled:
+            entry.channel.close()
 
-    def _current_stub(self) -> service_pb2_grpc.GRPCInferenceServiceStub:
+    @property
+    def channels_opened(self) -> int:
+        """How many channels this client has opened (for tests and diagnostics)."""
+        return self._opened
+
+    def _acquire(self) -> _Pooled:
+        # The current channel, replaced once past its max age; the caller must _release it.
+        idle: _Pooled | None = None
         with self._lock:
-            if self._stub is None:
-                self._channel = (
-                    grpc.insecure_channel(self._url, options=self._options)
-                    if self._credentials is None
-                    else grpc.secure_channel(self._url, self._credentials, options=self._options)
+            current = self._pooled
+            if current is not None and current.expires <= time.monotonic():
+                idle = self._retire_locked(current)
+                current = None
+            if current is None:
+                current = self._pooled = _Pooled(
+                    self._url, self._channel_max_age, self._credentials, self._options
                 )
-                self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
-                self.channels_opened += 1
-            return self._stub
+                self._opened += 1
+            current.in_flight += 1
+        if idle is not None:
+            idle.channel.close()
+        return current
 
-    def _reopen(self, stale: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
+    def _release(self, pooled: _Pooled) -> None:
         with self._lock:
-            if self._stub is stale and self._channel is not None:
-                self._channel.close()
-                self._channel = self._stub = None
+            pooled.in_flight -= 1
+            closing = pooled.retired and pooled.in_flight == 0 and pooled in self._retired
+            if closing:
+                self._retired.discard(pooled)
+        if closing:
+            pooled.channel.close()
+
+    def _retire(self, pooled: _Pooled) -> None:
+        with self._lock:
+            idle = self._retire_locked(pooled)
+        if idle is not None:
+            idle.channel.close()
+
+    def _retire_locked(self, pooled: _Pooled) -> _Pooled | None:
+        # New calls go to a new channel; calls still running on this one finish there, and the last one
+        # to finish closes it (closing it now would cancel them). Returns the channel to close now when
+        # none is running on it.
+        if self._pooled is pooled:
+            self._pooled = None
+        if pooled.retired:
+            return None
+        pooled.retired = True
+        if pooled.in_flight == 0:
+            return pooled
+        self._retired.add(pooled)
+        return None
 
     def _call(
-        self, method: str, request: Message, deadline: Deadline, model: tuple[str, str] | None = None
-    ) -> Any:
-        with observability.triton_call(method, model, deadline):
-            return self._call_with_retry(method, request, deadline, model)
-
-    def _call_with_retry(
-        self, method: str, request: Message, deadline: Deadline, model: tuple[str, str] | None
-    ) -> Any:
-        stub = self._current_stub()
-        idle = time.monotonic() - self._last_answer
-        try:
-            return self._invoke(stub, method, request, deadline)
-        except grpc.RpcError as first:
-            # A channel that sat idle (a frozen Lambda, an NLB that dropped the flow, a restarted Triton)
-            # may be dead or in reconnect back-off; one fresh channel tells that apart from Triton being down.
-            # A request Triton shed came from a live Triton: no fresh channel (closing this one would
-            # cancel the calls of other requests on it).
-            if first.code() != grpc.StatusCode.UNAVAILABLE or idle < self._idle_reconnect or _shed(first):
-                raise self._translate(first, deadline, model) from None
-            self._reopen(stub)
-        try:
-            return self._invoke(self._current_stub(), method, request, deadline)
-        except grpc.RpcError as second:
-            raise self._translate(second, deadline, model) from None
-
-    def _invoke(
         self,
-        stub: service_pb2_grpc.GRPCInferenceServiceStub,
         method: str,
         request: Message,
         deadline: Deadline,
+        model: tuple[str, str] | None = None,
+        *,
+        retry_safe: bool = True,
     ) -> Any:
-        rpc: Callable[..., Any] = getattr(stub, method)
-        response = rpc(request, timeout=deadline.remaining())
+        with observability.triton_call(method, model, deadline):
+            return self._call_with_retry(method, request, deadline, model, retry_safe)
+
+    def _call_with_retry(
+        self,
+        method: str,
+        request: Message,
+        deadline: Deadline,
+        model: tuple[str, str] | None,
+        retry_safe: bool,
+    ) -> Any:
+        pooled = self._acquire()
+        idle = time.monotonic() - self._last_answer
+        try:
+            return self._invoke(pooled, method, request, deadline)
+        except grpc.RpcError as first:
+            if not (retry_safe and self._worth_retrying(first, pooled, idle)):
+                raise self._translate(first, deadline, model) from None
+            self._retire(pooled)
+        finally:
+            self._release(pooled)
+        pooled = self._acquire()
+        try:
+            return self._invoke(pooled, method, request, deadline)
+        except grpc.RpcError as second:
+            raise self._translate(second, deadline, model) from None
+        finally:
+            self._release(pooled)
+
+    def _worth_retrying(self, error: grpc.RpcError, pooled: _Pooled, idle: float) -> bool:
+        # One fresh channel tells a dead connection from a Triton that is down: after idleness (a frozen
+        # Lambda, an NLB that dropped the flow, a restarted Triton), or when a channel Triton answered on
+        # just broke (a Triton killed or drained behind the balancer: the fresh connection reaches another).
+        # A channel that never got an answer is not retried, so a Triton that stays down costs one attempt
+        # per call, not two; Triton's own shedding answers are never retried.
+        if error.code() != grpc.StatusCode.UNAVAILABLE or _shed(error):
+            return False
+        return pooled.answered or idle >= self._idle_reconnect
+
+    def _invoke(self, pooled: _Pooled, method: str, request: Message, deadline: Deadline) -> Any:
+        rpc: Callable[..., Any] = getattr(pooled.stub, method)
+        try:
+            response = rpc(request, timeout=deadline.remaining())
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or _shed(error):
+                pooled.answered = True  # Triton answered, so the connection is alive
+            raise
+        pooled.answered = True
         self._last_answer = time.monotonic()
         return response
 
@@ -331,7 +434,7 @@ class TritonClient:
                 _not_served(model) if model else scrub(raw, self._url, self._host), detail=detail
             )
         if _shed(error):
-            return TritonRejected("Triton is overloaded; try again shortly", {"Retry-After": "1"}, detail)
+            return _shed_answer(deadline, detail)
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             if self._credentials is not None and any(word in raw for word in _TLS_FAILURES):
                 return TritonUnavailable(
@@ -346,6 +449,33 @@ class TritonClient:
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             return BadRequest(scrub(raw, self._url, self._host), detail=detail)
         return UpstreamError(f"Triton failed to run the request ({code.name})", detail=detail)
+
+
+def queue_timeout_us(config: Mapping[str, Any], remaining: float, asked: Any = None) -> int | None:
+    """The ``timeout`` (microseconds) to ask Triton for, from a model's config (as v2 JSON): the least of
+    the request's remaining deadline, the model's default queue timeout and the caller's own ``timeout``,
+    so Triton drops work whose caller has given up and never queues it longer than the model says. None
+    when the model's queue policy does not let a request override its timeout (Triton would ignore it)."""
+    policy = config.get("dynamic_batching", {}).get("default_queue_policy", {})
+    if not policy.get("allow_timeout_override"):
+        return None
+    candidates = [max(int(remaining * 1_000_000), 1)]
+    default = int(policy.get("default_timeout_microseconds") or 0)
+    if default > 0:  # 0 is "no timeout"
+        candidates.append(default)
+    if isinstance(asked, int) and not isinstance(asked, bool) and asked > 0:
+        candidates.append(asked)
+    return min(candidates)
+
+
+def _shed_answer(deadline: Deadline, detail: str) -> GatewayError:
+    # The queue timeout we passed may be the caller's remaining deadline: then it is the deadline that
+    # passed, not Triton that is overloaded.
+    if deadline.seconds_left() < 0.005:
+        timeout = deadline.missed()
+        timeout.detail = detail
+        return timeout
+    return TritonRejected("Triton is overloaded; try again shortly", {"Retry-After": "1"}, detail)
 
 
 def _shed(error: grpc.RpcError) -> bool:
@@ -407,21 +537,24 @@ def get_client(settings: Settings) -> TritonClient:
         else None
     )
     return _client(
-        settings.triton_grpc_url, settings.metadata_ttl_seconds, settings.idle_reconnect_seconds, tls
+        settings.triton_grpc_url,
+        settings.metadata_ttl_seconds,
+        settings.idle_reconnect_seconds,
+        settings.channel_max_age_seconds,
+        tls,
     )
 
 
 @lru_cache(maxsize=8)
 def _client(
-    url: str, metadata_ttl: float, idle_reconnect: float, tls: tuple[str, str] | None
+    url: str, metadata_ttl: float, idle_reconnect: float, channel_max_age: float, tls: tuple[str, str] | None
 ) -> TritonClient:
-    if tls is None:
-        return TritonClient(url, metadata_ttl=metadata_ttl, idle_reconnect=idle_reconnect)
-    ca_pem, server_name = tls
+    ca_pem, server_name = tls or ("", "")
     return TritonClient(
         url,
         metadata_ttl=metadata_ttl,
         idle_reconnect=idle_reconnect,
-        credentials=tls_credentials(ca_pem),
+        channel_max_age=channel_max_age,
+        credentials=tls_credentials(ca_pem) if tls is not None else None,
         server_name=server_name,
     )

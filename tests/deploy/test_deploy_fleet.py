@@ -4,6 +4,8 @@ checked against a real tritonserver's /metrics), and the response-cache option."
 
 import json
 import re
+import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -167,11 +169,25 @@ def triton_as_deployed(translated: dict[str, Any], triton_factory: Any) -> Any:
     return triton_factory(models=["densenet_onnx"], extra_args=[value])
 
 
+def _scrape(url: str) -> str:
+    # Triton opens its metrics port after its HTTP endpoint answers ready: give it a few seconds.
+    for _ in range(50):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                return str(answer.read().decode())
+        except ConnectionRefusedError:
+            pass
+        except urllib.error.URLError as exc:
+            if not isinstance(exc.reason, ConnectionRefusedError):
+                raise
+        time.sleep(0.1)
+    raise AssertionError(f"Triton's metrics endpoint never answered: {url}")
+
+
 def test_agent_selects_metrics_a_real_triton_exports_as_counters(
     translated: dict[str, Any], triton_as_deployed: Any
 ) -> None:
-    with urllib.request.urlopen(triton_as_deployed.metrics_url, timeout=10) as answer:
-        text = answer.read().decode()
+    text = _scrape(triton_as_deployed.metrics_url)
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
     agent, _ = _agent(render_user_data(translated))
     declarations = agent["logs"]["metrics_collected"]["prometheus"]["emf_processor"]["metric_declaration"]

@@ -32,6 +32,9 @@ EXPECTED_METADATA = {
     "gray_fp16": (["1"], [("pixels", "FP16", [1, 32, 32])], [("logits", "FP32", [4])]),
     "text_bytes": (["1"], [("TEXT", "BYTES", [-1])], [("UPPER", "BYTES", [-1]), ("LENGTHS", "INT32", [-1])]),
     "slow_model": (["1"], [("DELAY_MS", "INT32", [1])], [("ECHO", "INT32", [1])]),
+    "sleep_model": (["1"], [("X", "INT32", [-1, 1])], [("Y", "INT32", [-1, 1])]),
+    "sleep_cached": (["1"], [("X", "INT32", [-1, 1])], [("Y", "INT32", [-1, 1])]),
+    "sleep_patient": (["1"], [("X", "INT32", [-1, 1])], [("Y", "INT32", [-1, 1])]),
 }
 
 

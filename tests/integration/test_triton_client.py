@@ -4,6 +4,7 @@ and the translation of gRPC failures."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -68,8 +69,8 @@ def test_unknown_models_and_versions_are_not_found(triton: TritonServer):
     client.close()
 
 
-@pytest.mark.parametrize(("idle_reconnect", "channels"), [(0.0, 2), (3600.0, 1)], ids=["idle", "busy"])
-def test_unavailable_is_retried_on_a_fresh_channel_only_after_idleness(
+@pytest.mark.parametrize(("idle_reconnect", "channels"), [(0.0, 3), (3600.0, 2)], ids=["idle", "busy"])
+def test_a_broken_connection_is_retried_once_on_a_fresh_channel_a_down_triton_only_after_idleness(
     triton_factory, idle_reconnect, channels
 ):
     # GIVEN a client that has just talked to Triton
@@ -78,10 +79,16 @@ def test_unavailable_is_retried_on_a_fresh_channel_only_after_idleness(
     assert client.server_live(Deadline(5))
     # WHEN Triton goes away
     server.stop()
-    # THEN the call fails UNAVAILABLE, without Triton's address, after one fresh channel only when idle
+    # THEN the call, whose connection just broke, is retried once on a fresh channel, and fails UNAVAILABLE
+    # without Triton's address
     with pytest.raises(TritonUnavailable) as caught:
         client.server_live(Deadline(5))
     assert caught.value.message == "Triton is unavailable; try again shortly"
+    assert client.channels_opened == 2
+    # WHEN Triton stays down THEN a call on that fresh channel, which Triton never answered, gets another
+    # fresh channel only after idleness: a Triton that is down costs one attempt per call, not two
+    with pytest.raises(TritonUnavailable):
+        client.server_live(Deadline(5))
     assert client.channels_opened == channels
     client.close()
 
@@ -97,4 +104,20 @@ def test_the_metadata_cache_keeps_only_its_most_recent_entries(triton: TritonSer
     assert slow is not first_slow and slow == first_slow
     assert client.model_info("slow_model", "", Deadline(5)) is slow
     assert client.model_info("densenet_onnx", "", Deadline(5)) is densenet
+
+
+def test_a_channel_past_its_max_age_is_replaced_and_calls_in_flight_finish_on_the_old(triton_factory):
+    # GIVEN a client whose channel ages out after 0.3 s, and a 1.5 s call running on it
+    server: TritonServer = triton_factory(models=["slow_model"])
+    client = TritonClient(server.grpc_url, metadata_ttl=60, idle_reconnect=30, channel_max_age=0.3)
+    delay = [Tensor("DELAY_MS", "INT32", np.array([1500], np.int32))]
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(client.infer, "slow_model", "", delay, [], Deadline(10))
+        time.sleep(0.6)
+        # WHEN a new call comes after the max age
+        quick = [Tensor("DELAY_MS", "INT32", np.array([0], np.int32))]
+        assert client.infer("slow_model", "", quick, [], Deadline(5)).outputs[0].array.tolist() == [0]
+        # THEN it went to a new channel, and the call in flight finished on the old one, not cancelled
+        assert client.channels_opened == 2
+        assert slow.result(timeout=10).outputs[0].array.tolist() == [1500]
     client.close()

@@ -19,6 +19,9 @@ def lambda_handler(triton: TritonServer) -> Iterator[Callable[..., dict[str, Any
     patch = pytest.MonkeyPatch()
     patch.setenv("TRITON_GRPC_URL", triton.grpc_url)
     patch.setenv("TRITON_TIMEOUT_SECONDS", "5")
+    # One warm environment's channel for the whole session (these tests count channels); re-opening by
+    # age is tests/fleet's and tests/integration/test_triton_client.py's.
+    patch.setenv("CHANNEL_MAX_AGE_SECONDS", "0")
     for name in [m for m in sys.modules if m == "service.app" or m == "service.lambda_handler"]:
         del sys.modules[name]
     from service import settings

@@ -102,3 +102,46 @@ def test_local_densenet_has_production_interface(repo: Path) -> None:
     assert (repo / "densenet_onnx" / "densenet_labels.txt").read_bytes() == (
         PRODUCTION_MODELS / "densenet_onnx" / "densenet_labels.txt"
     ).read_bytes()
+
+
+def _shedding_policy(config: model_config_pb2.ModelConfig) -> model_config_pb2.ModelQueuePolicy:
+    assert config.HasField("dynamic_batching"), config.name
+    policy = config.dynamic_batching.default_queue_policy
+    # Shed by queue time (REJECT after a timeout the gateway may shorten), never by queue size: on 2.51 a
+    # max_queue_size collapsed throughput under overload (README, "Overload").
+    assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
+    assert policy.allow_timeout_override
+    assert policy.max_queue_size == 0
+    return policy
+
+
+def test_production_densenet_sheds_by_queue_time_and_caches() -> None:
+    config = parse_config(PRODUCTION_MODELS / "densenet_onnx" / "config.pbtxt")
+    policy = _shedding_policy(config)
+    # Under the gateway's 10 s deadline, so Triton sheds before the caller gives up.
+    assert 0 < policy.default_timeout_microseconds < 10_000_000
+    assert config.response_cache.enable
+
+
+def test_local_densenet_sheds_and_caches_like_production(repo: Path) -> None:
+    local = parse_config(repo / "densenet_onnx" / "config.pbtxt")
+    assert _shedding_policy(local).default_timeout_microseconds > 0
+    assert local.response_cache.enable
+
+
+@pytest.mark.parametrize(
+    ("model", "cached", "queue_timeout_us"),
+    [("sleep_model", False, 150_000), ("sleep_cached", True, 150_000), ("sleep_patient", False, 2_000_000)],
+)
+def test_sleep_models_cost_time_one_execution_at_a_time(
+    repo: Path, model: str, cached: bool, queue_timeout_us: int
+) -> None:
+    config = parse_config(repo / model / "config.pbtxt")
+    # One instance, one request per execution: 20 ms each caps one Triton at 50 inferences/s on any CPU.
+    assert config.max_batch_size == 1
+    assert [(g.count, g.kind) for g in config.instance_group] == [
+        (1, model_config_pb2.ModelInstanceGroup.KIND_CPU)
+    ]
+    assert config.parameters["sleep_ms"].string_value == "20"
+    assert _shedding_policy(config).default_timeout_microseconds == queue_timeout_us
+    assert config.response_cache.enable == cached
