@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The project's two entry points, each idempotent on a fresh Debian/Ubuntu machine with Python 3.11+:
+# The project's entry points, each idempotent on a fresh Debian/Ubuntu machine with Python 3.11+:
 #   ./dev.sh run    local Triton + the gateway on http://127.0.0.1:8080 (/docs open)
 #   ./dev.sh test   lint, type-check, import contracts, then every test against a real Triton
+#   ./dev.sh lock   re-resolve requirements.lock (the Lambda image) and requirements-dev.lock (.venv, CI)
+#                   from pyproject.toml; extra arguments go to uv, e.g. --upgrade or --upgrade-package NAME
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -71,6 +73,19 @@ ensure_haproxy() {
     fi
 }
 
+# perf_analyzer (bench/ and its compatibility test) links Debian's libb64.
+ensure_libb64() {
+    if PATH="$PATH:/sbin:/usr/sbin" ldconfig -p | grep -F "libb64.so.0d" >/dev/null; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq libb64-0d >/dev/null
+    else
+        echo "dev.sh: perf_analyzer needs libb64.so.0d (Debian/Ubuntu: sudo apt-get install libb64-0d)" >&2
+        exit 1
+    fi
+}
+
 # tests/browser drives Debian's Chromium through Playwright (Playwright's own browser download is not used).
 ensure_chromium() {
     if [ -x /usr/bin/chromium ]; then
@@ -88,11 +103,37 @@ setup_main() {
     ensure_venv_module
     ensure_libpython
     ensure_haproxy
+    ensure_libb64
     if [ ! -x "$VENV/bin/python" ]; then
         "$PY" -m venv "$VENV"
     fi
     "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -e '.[local,dev]'
+    # Exactly the locked versions, checked against their hashes; then the project itself, without letting
+    # pip resolve anything else. `pip check` catches a pyproject.toml dependency the lock lacks.
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -e .
+    if ! "$VENV/bin/pip" check >/dev/null; then
+        "$VENV/bin/pip" check >&2 || true
+        echo "dev.sh: pyproject.toml and requirements-dev.lock disagree; run ./dev.sh lock" >&2
+        exit 1
+    fi
+}
+
+# Both locks come from pyproject.toml. The image's is universal: one file holds the pins for every Python
+# 3.11+ and platform, with markers where they differ (numpy 2.5 needs Python 3.12, the Lambda's), so the
+# image, an arm64 build and the task-root test on a 3.11 machine install from the same file. The dev lock
+# adds the local extra, whose nvidia-pytriton holds numpy<2: that cannot be universal (ml_dtypes wants
+# numpy 2 on Python 3.13, and uv then falls back to an ml_dtypes too old for the onnx it picks), so it
+# resolves for this project's development machines: Python 3.11 on x86_64 Linux.
+# Existing pins are kept unless uv is asked to --upgrade.
+lock() {
+    if [ ! -x "$VENV/bin/uv" ]; then
+        setup_main
+    fi
+    local common=(--quiet --generate-hashes --custom-compile-command "./dev.sh lock" "$@")
+    "$VENV/bin/uv" pip compile pyproject.toml "${common[@]}" --universal --output-file requirements.lock
+    "$VENV/bin/uv" pip compile pyproject.toml "${common[@]}" --extra local --extra dev \
+        --python-version 3.11 --python-platform x86_64-manylinux_2_35 --output-file requirements-dev.lock
 }
 
 # The AWS checkers (SAM CLI, cfn-lint, checkov, hadolint, shellcheck) pin their own dependency trees, so
@@ -115,6 +156,8 @@ case "${1:-}" in
         setup_main
         setup_deploy_tools
         ensure_chromium
+        # perf_analyzer for its compatibility test: from tritonclient 2.41.0's wheel into .local/, not .venv.
+        "$VENV/bin/python" -m localdev.perf_analyzer >/dev/null
         shift
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .
@@ -123,8 +166,12 @@ case "${1:-}" in
         ensure_curl
         exec "$VENV/bin/pytest" "$@"
         ;;
+    lock)
+        shift
+        lock "$@"
+        ;;
     *)
-        echo "usage: ./dev.sh run | ./dev.sh test [pytest args]" >&2
+        echo "usage: ./dev.sh run | ./dev.sh test [pytest args] | ./dev.sh lock [uv args]" >&2
         exit 2
         ;;
 esac

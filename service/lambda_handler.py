@@ -39,6 +39,8 @@ class RestApiEvent(APIGateway):
     def body(self) -> bytes:
         if self.event.get("isBase64Encoded") and self.event.get("body"):
             try:
+                # The validating decoder is also pybase64's fastest (no pass to drop stray characters);
+                # API Gateway's base64 never has any, so a body that fails it was not sent by API Gateway.
                 return pybase64.b64decode(self.event["body"], validate=True)
             except (binascii.Error, ValueError):
                 raise BadEvent("body: isBase64Encoded is true, but the body is not valid base64") from None

@@ -184,7 +184,9 @@ def gateway_process(env: dict[str, str]) -> Iterator[GatewayProcess]:
         began = time.monotonic()
         while True:
             try:
-                httpx.get(f"{gateway.url}/docs", timeout=1)
+                # A generous timeout: the first request for anything but /health loads the inference routes
+                # (service.app.InferenceRoutes), and a retried probe would leave a second record behind.
+                httpx.get(f"{gateway.url}/docs", timeout=20)
                 break
             except httpx.TransportError:
                 if process.poll() is not None or time.monotonic() - began > 20:

@@ -9,11 +9,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from service.protocol.checks import check_outputs
 from service.protocol.classification import check_classifiable
 from service.protocol.codecs import decode_input, from_raw_bytes, to_json_data, to_raw_bytes
+from service.protocol.json_numbers import JsonNumbers, mentions_data, parse_numeric_body
 from service.protocol.metadata import ModelInfo
 from service.protocol.results import result_body, tensor_header
 from service.protocol.schemas import TensorIn, V2InferRequest
@@ -64,16 +66,24 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
     return bytes(view[:length]), view[length:]
 
 
-def decode_inputs(inputs: Sequence[TensorIn], binary: memoryview, field: str = "inputs") -> list[Tensor]:
-    """Every input as numpy: JSON ``data``, ``b64``, or its ``binary_data_size`` bytes of ``binary``, in
-    order; the binary sizes must add up to exactly the bytes after the header."""
+def decode_inputs(
+    inputs: Sequence[TensorIn],
+    binary: memoryview,
+    field: str = "inputs",
+    numbers: Mapping[int, JsonNumbers] | None = None,
+) -> list[Tensor]:
+    """Every input as numpy: JSON ``data`` (``numbers``: read as buffers by the fast path), ``b64``, or its
+    ``binary_data_size`` bytes of ``binary``, in order; the binary sizes must add up to exactly the bytes
+    after the header."""
+    numbers = numbers or {}
     tensors: list[Tensor] = []
     offset = 0
     for index, tensor in enumerate(inputs):
         where = f"{field}[{index}]"
         size = binary_data_size(tensor.parameters, f"{where}.parameters")
         if size is None:
-            tensors.append(decode_input(tensor, where))
+            read = numbers.get(index)
+            tensors.append(decode_input(tensor, where, None if read is None else (read.flat, read.nesting)))
             continue
         end = offset + size
         if end > len(binary):
@@ -163,13 +173,35 @@ def _flag(parameters: Mapping[str, Any] | None, key: str, field: str, *, default
     return value
 
 
+def fast_v2_tensors(header: bytes, binary: memoryview) -> V2Tensors | None:
+    """A valid v2 JSON header read by the SIMD fast path (numeric ``data`` as buffers); None for anything
+    else, which the precise path (``V2InferRequest`` from JSON) then reads and judges."""
+    if not mentions_data(header):  # no JSON elements: the precise path's parse is the same, and faster
+        return None
+    parsed = parse_numeric_body(header)
+    if parsed is None:
+        return None
+    try:
+        request = V2InferRequest.model_validate(parsed.fields)
+    except ValidationError:
+        return None
+    return V2Tensors(request, binary, parsed.numbers)
+
+
 class V2Tensors:
     """A v2 request (JSON header plus binary sections) as the data plane runs it. ``binary_outputs`` is
-    known once :meth:`outputs` has chosen the outputs."""
+    known once :meth:`outputs` has chosen the outputs; ``numbers`` are inputs' JSON data the fast path
+    read as buffers."""
 
-    def __init__(self, request: V2InferRequest, binary: memoryview) -> None:
+    def __init__(
+        self,
+        request: V2InferRequest,
+        binary: memoryview,
+        numbers: Mapping[int, JsonNumbers] | None = None,
+    ) -> None:
         self.request = request
         self._binary = binary
+        self._numbers = numbers or {}
         self.binary_outputs: frozenset[str] = frozenset()
 
     @property
@@ -189,7 +221,7 @@ class V2Tensors:
 
     def decode(self) -> list[Tensor]:
         """The inputs as numpy arrays, from JSON or from their binary sections."""
-        return decode_inputs(self.request.inputs, self._binary)
+        return decode_inputs(self.request.inputs, self._binary, numbers=self._numbers)
 
     def outputs(self, info: ModelInfo) -> list[OutputSpec]:
         """The outputs to ask Triton for; records which of them the answer carries as binary sections."""

@@ -26,9 +26,13 @@ def base64_bytes(text: str, field: str) -> bytes:
         raise BadRequest(f"{field}: not valid base64 ({exc})") from None
 
 
-def decode_input(tensor: TensorIn, field: str) -> Tensor:
-    """The numpy form of a JSON or base64 input; ``field`` names it in errors, e.g. ``inputs[0]``."""
-    if tensor.b64 is not None:
+def decode_input(tensor: TensorIn, field: str, numbers: tuple[Array, Sequence[int]] | None = None) -> Tensor:
+    """The numpy form of a JSON or base64 input; ``field`` names it in errors, e.g. ``inputs[0]``.
+    ``numbers``: its JSON ``data`` already read as a flat buffer and the shape of its nesting."""
+    if numbers is not None:
+        flat, nesting = numbers
+        array = from_json_numbers(flat, nesting, tensor.datatype, tensor.shape, f"{field}.data")
+    elif tensor.b64 is not None:
         raw = base64_bytes(tensor.b64, f"{field}.b64")
         array = from_raw_bytes(raw, tensor.datatype, tensor.shape, f"{field}.b64")
     elif tensor.data is not None:
@@ -64,6 +68,24 @@ def from_json_data(data: list[Any], datatype: str, shape: Sequence[int], field: 
     return inferred.astype(want, copy=False).reshape(shape)
 
 
+def from_json_numbers(
+    flat: Array, nesting: Sequence[int], datatype: str, shape: Sequence[int], field: str
+) -> Array:
+    """JSON numbers already read into one flat buffer (``protocol.json_numbers``: float64, or int64/uint64
+    for integer datatypes), with the shape of their nesting: the same checks, messages and result as
+    :func:`from_json_data` on the same elements."""
+    want = NUMPY_DTYPES[datatype]
+    _check_json_shape(tuple(nesting), shape, field)
+    if want.kind in "iu" and flat.size:
+        info = np.iinfo(want)
+        low, high = flat.min(), flat.max()
+        if low < info.min or high > info.max:
+            raise BadRequest(
+                f"{field}: values must fit {datatype} [{info.min}, {info.max}], got {low}..{high}"
+            )
+    return flat.astype(want, copy=False).reshape(shape)
+
+
 def from_raw_bytes(raw: bytes | memoryview, datatype: str, shape: Sequence[int], field: str) -> Array:
     """Raw little-endian bytes (BYTES: length-prefixed elements) as an array of ``shape``, without copying."""
     count = element_count(shape)
@@ -83,7 +105,20 @@ def to_raw_bytes(array: Array, datatype: str) -> bytes:
     """The raw little-endian form Triton reads (BYTES: 4-byte length before each element)."""
     if datatype == "BYTES":
         return serialize_bytes(array)
-    return np.ascontiguousarray(array, dtype=NUMPY_DTYPES[datatype]).tobytes()
+    dtype = NUMPY_DTYPES[datatype]
+    # A tensor decoded from base64 is a view of the decoded bytes: hand those over rather than copy 600 kB.
+    owner = array
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    base = owner.base
+    if (
+        isinstance(base, bytes)
+        and array.dtype == dtype
+        and array.flags.c_contiguous
+        and array.nbytes == len(base)
+    ):
+        return base
+    return np.ascontiguousarray(array, dtype=dtype).tobytes()
 
 
 def serialize_bytes(array: Array) -> bytes:

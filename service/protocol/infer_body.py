@@ -5,8 +5,8 @@ body as the data plane takes it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from service.errors import BadRequest, describe_validation_errors
 from service.protocol.checks import check_outputs
 from service.protocol.codecs import decode_input
+from service.protocol.json_numbers import JsonNumbers, mentions_data, parse_numeric_body
 from service.protocol.metadata import ModelInfo
 from service.protocol.schemas import TensorIn, TensorInferRequest
 from service.protocol.tensors import OutputSpec, Tensor
@@ -62,6 +63,26 @@ def read_infer_body_keys(body: bytes) -> InferBodyKeys:
     return InferBodyKeys(keys.model, keys.version, kind)
 
 
+def fast_tensor_request(body: bytes) -> tuple[InferBodyKeys, JsonTensors] | None:
+    """A valid tensor body read by the SIMD fast path (numeric ``data`` as buffers), with its keys; None
+    for anything else, which :func:`read_infer_body_keys` and :func:`tensor_request` then read and judge."""
+    if not mentions_data(body):
+        # Only base64 inputs: pydantic's own parser is the faster one.
+        try:
+            request = TensorInferRequest.model_validate_json(body)
+        except ValidationError:
+            return None
+        return InferBodyKeys(request.model, request.version, "tensors"), JsonTensors(request)
+    parsed = parse_numeric_body(body)
+    if parsed is None or "inputs" not in parsed.fields or not _IMAGE_KEYS.isdisjoint(parsed.fields):
+        return None
+    try:
+        request = TensorInferRequest.model_validate(parsed.fields)
+    except ValidationError:
+        return None
+    return InferBodyKeys(request.model, request.version, "tensors"), JsonTensors(request, parsed.numbers)
+
+
 def tensor_request(body: bytes, keys: InferBodyKeys) -> JsonTensors:
     """The body parsed as tensors; 400 saying what it mixes or lacks, or naming the field."""
     if keys.kind == "both":
@@ -81,6 +102,8 @@ class JsonTensors:
     """An ``/infer`` tensor body as the data plane runs it: inputs as JSON ``data`` or base64 ``b64``."""
 
     request: TensorInferRequest
+    # Inputs whose JSON data the fast path read as buffers (their ``data`` in ``request`` is empty).
+    numbers: Mapping[int, JsonNumbers] = field(default_factory=dict)
 
     @property
     def request_id(self) -> str:
@@ -99,7 +122,10 @@ class JsonTensors:
 
     def decode(self) -> list[Tensor]:
         """The inputs as numpy arrays."""
-        return [decode_input(tensor, f"inputs[{i}]") for i, tensor in enumerate(self.request.inputs)]
+        return [
+            decode_input(tensor, f"inputs[{i}]", _buffer(self.numbers.get(i)))
+            for i, tensor in enumerate(self.request.inputs)
+        ]
 
     def outputs(self, info: ModelInfo) -> list[OutputSpec]:
         """The outputs asked for (checked against the model), or all of the model's."""
@@ -113,3 +139,7 @@ class JsonTensors:
     def b64_outputs(self) -> frozenset[str]:
         """The outputs to answer as base64 raw bytes."""
         return frozenset(output.name for output in self.request.outputs or () if output.b64)
+
+
+def _buffer(numbers: JsonNumbers | None) -> tuple[Any, Sequence[int]] | None:
+    return None if numbers is None else (numbers.flat, numbers.nesting)

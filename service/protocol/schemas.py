@@ -16,6 +16,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+# The envelopes live apart so that /health builds them without every request model; re-exported here.
+from service.protocol.envelopes import ErrorBody as ErrorBody
+from service.protocol.envelopes import HealthBody as HealthBody
+
 Datatype = Literal[
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
     "FP16", "FP32", "FP64", "BYTES",
@@ -197,19 +201,3 @@ class ImageInferResponse(BaseModel):
     model_version: str
     id: str | None = None
     results: list[ImageResult]
-
-
-class ErrorBody(BaseModel):
-    """Every error the gateway answers (tritonclient reads the ``error`` key)."""
-
-    error: str
-
-
-class HealthBody(BaseModel):
-    """``GET /health``."""
-
-    status: Literal["healthy", "unhealthy"]
-    triton: Literal["ready", "not ready", "unavailable", "timeout"]
-    default_model: str
-    default_model_ready: bool | None = None
-    error: str | None = None

@@ -1,24 +1,27 @@
-"""What every route shares: settings, client and data-plane dependencies, the request deadline, body
-reading, and the JSON response."""
+"""What every route shares: settings and client dependencies, the request deadline, body reading, and the
+JSON response. (The data-plane dependency is ``routes.plane``: ``/health`` must not import the pipeline.)"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import orjson
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from service.dataplane import DataPlane
 from service.errors import BadRequest, ClientClosedRequest, PayloadTooLarge, describe_validation_errors
-from service.protocol.schemas import ErrorBody
+from service.protocol.envelopes import ErrorBody
 from service.settings import API_GATEWAY_LIMIT_SECONDS, Settings
 from service.triton import Deadline, TritonClient, get_client
 
 M = TypeVar("M", bound=BaseModel)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # Time kept back from a Lambda's remaining time so the answer (even a 504) is written before it is killed.
 _LAMBDA_MARGIN_SECONDS = 0.5
@@ -60,14 +63,6 @@ async def _triton(settings: SettingsDep) -> TritonClient:
 TritonDep = Annotated[TritonClient, Depends(_triton)]
 
 
-async def _plane(settings: SettingsDep, triton: TritonDep) -> DataPlane:
-    return DataPlane(settings, triton)
-
-
-# The inference pipeline and model lookup every model route goes through.
-PlaneDep = Annotated[DataPlane, Depends(_plane)]
-
-
 def _request_budget(request: Request, seconds: float) -> float:
     """``seconds``, capped by API Gateway's limit and, under Lambda, by the invocation's remaining time."""
     budget = min(seconds, API_GATEWAY_LIMIT_SECONDS - 1.0)
@@ -78,8 +73,13 @@ def _request_budget(request: Request, seconds: float) -> float:
     return max(budget, _MINIMUM_BUDGET_SECONDS)
 
 
-async def _deadline(request: Request, settings: SettingsDep) -> Deadline:
+def request_deadline(request: Request, settings: Settings) -> Deadline:
+    """The deadline of a request's Triton calls (``TRITON_TIMEOUT_SECONDS``, capped as above)."""
     return Deadline(_request_budget(request, settings.triton_timeout_seconds))
+
+
+async def _deadline(request: Request, settings: SettingsDep) -> Deadline:
+    return request_deadline(request, settings)
 
 
 async def _health_deadline(request: Request, settings: SettingsDep) -> Deadline:
@@ -91,6 +91,18 @@ DeadlineDep = Annotated[Deadline, Depends(_deadline)]
 HealthDeadlineDep = Annotated[Deadline, Depends(_health_deadline)]
 
 
+async def off_loop(request: Request, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``call`` (decoding, gRPC: blocking work) where it does not stall other requests.
+
+    Under uvicorn that is the thread pool, so one slow request never holds up the event loop. A Lambda
+    (Mangum puts its event in the scope) handles one event at a time, and Mangum runs each on a fresh
+    asyncio task whose worker threads anyio stops when it ends: there the hop would start a thread per
+    request to free a loop nobody else is waiting on, so the call runs inline."""
+    if "aws.event" in request.scope:
+        return call(*args, **kwargs)
+    return await run_in_threadpool(call, *args, **kwargs)
+
+
 async def read_body(request: Request, settings: Settings) -> bytes:
     """The raw body, read once, refused as soon as it is over the configured size (a chunked body with no
     Content-Length included, so it is never held whole)."""
@@ -98,10 +110,15 @@ async def read_body(request: Request, settings: Settings) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
+    # The stream, not request.body(): Starlette joins the chunks it reads with the empty one that ends
+    # them, which copies every body (3 MB for a JSON tensor) even when it arrived in one piece, as it
+    # always does from Mangum. Refused at the first chunk past the limit, never held whole.
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
+            if not chunk:
+                continue
             size += len(chunk)
             if size > limit:
                 # Said as soon as it is true: the rest of the body is never read, so its size is unknown.

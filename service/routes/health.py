@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.protocol.schemas import HealthBody
+from service.protocol.envelopes import HealthBody
 from service.readiness import ReadinessCache
 from service.routes.common import HealthDeadlineDep, SettingsDep, TritonDep, json_response
 

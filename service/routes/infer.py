@@ -10,13 +10,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from service.dataplane import DataPlane, ImageOutcome, ImageRequest
 from service.errors import BadRequest, UnsupportedMediaType
 from service.images import check_image_count, decode_base64
 from service.protocol.classification import encode_image_results
-from service.protocol.infer_body import read_infer_body_keys, tensor_request
+from service.protocol.infer_body import fast_tensor_request, read_infer_body_keys, tensor_request
 from service.protocol.multipart import parse_form
 from service.protocol.prescan import check_against_model, guard
 from service.protocol.results import encode_result
@@ -30,13 +29,13 @@ from service.protocol.schemas import (
 from service.routes.common import (
     ERROR_RESPONSES,
     ApiKey,
-    DeadlineDep,
-    PlaneDep,
     json_response,
+    off_loop,
     parse_json,
     raw_json_body,
     read_body,
 )
+from service.routes.plane import InferenceDep
 from service.settings import Settings
 from service.triton import Deadline
 
@@ -74,8 +73,7 @@ def _openapi_body() -> dict[str, Any]:
 )
 async def infer(
     request: Request,
-    plane: PlaneDep,
-    deadline: DeadlineDep,
+    inference: InferenceDep,
     _key: ApiKey,
     model: Annotated[str | None, Query(min_length=1, description="image uploads: the model")] = None,
     version: Annotated[str | None, Query(description="image uploads: the model version")] = None,
@@ -85,6 +83,7 @@ async def infer(
     or `images`, base64 JPEG/PNG/WebP), a raw image body (`curl --data-binary @cat.jpg -H 'content-type:
     image/jpeg'`) or multipart files. Images are resized (bilinear) and scaled to the model's image input;
     `top_k` answers each image's k best classes, otherwise its raw outputs."""
+    plane, deadline = inference.plane, inference.deadline
     body = await read_body(request, plane.settings)
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
@@ -96,14 +95,14 @@ async def infer(
                 return ImageRequest([("image", body)], top_k)
             return ImageRequest(_form_images(body, content_type, plane.settings), top_k)
 
-        outcome = await run_in_threadpool(plane.infer_images, model, version, uploads, deadline)
+        outcome = await off_loop(request, plane.infer_images, model, version, uploads, deadline)
         return _image_answer(outcome)
     if media in _JSON_TYPES or media.endswith("+json"):
         if model is not None or version is not None or top_k is not None:
             raise BadRequest(
                 "model, version and top_k go in the query only for image uploads; put them in the JSON"
             )
-        return await run_in_threadpool(_infer_json, body, plane, deadline)
+        return await off_loop(request, _infer_json, body, plane, deadline)
     raise UnsupportedMediaType(
         f"content-type {media!r} is not read here; send application/json, {', '.join(IMAGE_TYPES)} "
         "or multipart/form-data"
@@ -114,6 +113,17 @@ def _infer_json(body: bytes, plane: DataPlane, deadline: Deadline) -> Response:
     # Size limits first, like MAX_BODY_BYTES (even reading the keys parses the whole body); then the model
     # (an unknown one is 404 whatever else the body holds); then the schema the keys name.
     outline = guard(body, plane.settings.element_limit)
+    fast = fast_tensor_request(body)
+    if fast is not None:
+        keys, request = fast
+        ran = plane.infer_tensors(
+            keys.model,
+            keys.version,
+            lambda: request,
+            deadline,
+            lambda info: check_against_model(outline, info),
+        )
+        return json_response(encode_result(ran.result, ran.request.b64_outputs))
     keys = read_infer_body_keys(body)
     if keys.kind == "images":
         outcome = plane.infer_images(

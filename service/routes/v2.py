@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from service.dataplane import DataPlane
 from service.errors import NotReady
@@ -22,6 +21,7 @@ from service.protocol.binary import (
     HEADER_LENGTH,
     V2Tensors,
     encode_response,
+    fast_v2_tensors,
     inflate,
     split_body,
 )
@@ -32,14 +32,15 @@ from service.routes.common import (
     ERROR_RESPONSES,
     DeadlineDep,
     HealthDeadlineDep,
-    PlaneDep,
     TritonDep,
     api_key,
     json_response,
+    off_loop,
     parse_json,
     raw_json_body,
     read_body,
 )
+from service.routes.plane import InferenceDep, PlaneDep
 from service.triton import Deadline
 
 # The protocol extensions the gateway serves; GET /v2 lists those of Triton's that are among them.
@@ -164,8 +165,7 @@ async def infer(
     request: Request,
     model: str,
     version: Version,
-    plane: PlaneDep,
-    deadline: DeadlineDep,
+    inference: InferenceDep,
     header_length: Annotated[
         str | None, Header(alias=HEADER_LENGTH, description="length of the JSON header of a binary body")
     ] = None,
@@ -176,10 +176,11 @@ async def infer(
     """Inputs as JSON `data` (flat or nested), `b64`, or binary sections; outputs as JSON `data` or, with
     `parameters.binary_data` (or the request's `binary_data_output`), binary sections; `classification: k`
     answers an output's top k as "score:index[:label]" strings."""
+    plane, deadline = inference.plane, inference.deadline
     body = await read_body(request, plane.settings)
     # Inflating, decoding and the gRPC call all block: keep them off the event loop.
-    return await run_in_threadpool(
-        _infer, body, header_length, content_encoding, model, version, plane, deadline
+    return await off_loop(
+        request, _infer, body, header_length, content_encoding, model, version, plane, deadline
     )
 
 
@@ -202,7 +203,8 @@ def _infer(
 
     def parse() -> V2Tensors:
         header, binary = sections()
-        return V2Tensors(parse_json(V2InferRequest, header), binary)
+        # The SIMD fast path for well-formed JSON; anything else is parsed (and explained) precisely.
+        return fast_v2_tensors(header, binary) or V2Tensors(parse_json(V2InferRequest, header), binary)
 
     ran = plane.infer_tensors(model, version, parse, deadline, precheck)
     content, json_length = encode_response(ran.result, ran.request.binary_outputs)

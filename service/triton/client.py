@@ -13,11 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache, partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from service import observability
 from service.errors import (
@@ -29,12 +28,14 @@ from service.errors import (
     TritonUnavailable,
     UpstreamError,
 )
-from service.protocol.codecs import from_raw_bytes, to_raw_bytes
 from service.protocol.metadata import ModelInfo
-from service.protocol.tensors import InferResult, OutputSpec, Tensor
 from service.request_context import current_request_id
 from service.settings import Settings
 from service.triton.convert import message_to_json, model_info
+from service.triton.protos import service_pb2, service_pb2_grpc
+
+if TYPE_CHECKING:
+    from service.protocol.tensors import InferResult, OutputSpec, Tensor
 from service.triton.scrub import scrub
 
 T = TypeVar("T")
@@ -237,6 +238,10 @@ class TritonClient:
 
         Triton gets the gateway's request id (API Gateway's), so its "[request id: ...]" log lines can be
         found from the access record; the answer carries the caller's own ``request_id``, as v2 says."""
+        # Here, not at import: a cold start answering /health never loads numpy.
+        from service.protocol.codecs import from_raw_bytes, to_raw_bytes
+        from service.protocol.tensors import InferResult, Tensor
+
         request = service_pb2.ModelInferRequest(
             model_name=model, model_version=version, id=current_request_id() or request_id
         )

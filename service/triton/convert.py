@@ -7,9 +7,9 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
-from tritonclient.grpc import model_config_pb2, service_pb2
 
 from service.protocol.metadata import ModelInfo, ModelMetadata, TensorMetadata
+from service.triton.protos import model_config_pb2, service_pb2
 
 _INT64_TYPES = {
     FieldDescriptor.TYPE_INT64,

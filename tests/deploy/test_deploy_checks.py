@@ -59,14 +59,18 @@ def test_hadolint_dockerfile(run_tool: RunTool) -> None:
     assert result.returncode == 0, _output(result)
 
 
-def test_dockerfile_installs_runtime_dependencies_and_runs_mangum_handler() -> None:
+def test_dockerfile_installs_the_lock_and_runs_mangum_handler() -> None:
     dockerfile = (REPO_ROOT / "Dockerfile.lambda").read_text()
     assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.12\b", dockerfile, re.M)
-    assert "['project']['dependencies']" in dockerfile, "install [project.dependencies] only, not the extras"
+    install = dockerfile[dockerfile.index("pip install") :].split("&&")[0]
+    # Exactly the lock's files: hash-checked, and nothing pip would resolve beyond them.
+    for flag in ("--require-hashes", "--no-deps", "requirements.lock", "--target"):
+        assert flag in install, f"the image's pip install lacks {flag}"
     assert dockerfile.index("pip install") < dockerfile.index("COPY service/"), "dependency layer first"
+    assert "compileall" in dockerfile, "ship service/'s bytecode: the task root is read-only at run time"
     assert re.search(r'^CMD \["service\.lambda_handler\.handler"\]$', dockerfile, re.M)
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
-    assert ignored[ignored.index("*") :][:3] == ["*", "!pyproject.toml", "!service/"]
+    assert ignored[ignored.index("*") :][:3] == ["*", "!requirements.lock", "!service/"]
 
 
 def test_there_are_deploy_scripts() -> None:

@@ -1,20 +1,31 @@
-"""What Dockerfile.lambda puts in the image — pyproject's runtime dependencies and service/, nothing else —
-runs the Lambda handler. No Docker engine here, so the image's task root is rebuilt with pip --target."""
+"""What Dockerfile.lambda puts in the image — the runtime dependencies exactly as requirements.lock pins
+them, and service/, nothing else — runs the Lambda handler. No Docker engine here, so the image's task root
+is rebuilt with the Dockerfile's own pip command."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 from tests.lambda_events import EVENTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVENT = EVENTS / "health.json"
+
+
+def pruned_paths() -> list[str]:
+    """The task-root paths Dockerfile.lambda deletes after installing the lock (its ``rm -rf``)."""
+    dockerfile = (REPO_ROOT / "Dockerfile.lambda").read_text().replace("\\\n", " ")
+    match = re.search(r"^WORKDIR \$\{LAMBDA_TASK_ROOT\}\nRUN rm -rf (.+)$", dockerfile, re.M)
+    assert match, "Dockerfile.lambda no longer prunes the task root as this test expects"
+    return match[1].split()
+
 
 # Run as the Lambda runtime would: the task root first, no site-packages (-S), no environment paths (-I).
 PROBE = """
@@ -27,6 +38,7 @@ class Context:
         return 30_000
 
 response = handler(json.load(open(sys.argv[2])), Context())
+cold = sorted({"numpy", "PIL", "tritonclient.grpc._client", "tritonclient.utils"} & set(sys.modules))
 # /docs' own script, from the task root (fastapi-offline is a runtime dependency)
 import re
 docs = json.load(open(sys.argv[3]))
@@ -35,44 +47,63 @@ script = re.search(r"(/api/docs/assets/[^'\\x22]+swagger-ui-bundle.js)", page["b
 docs["path"] = script.removeprefix("/api")
 docs["requestContext"]["path"] = script
 asset = handler(docs, Context())
+# Every module of the service imports from what the image holds (the inference routes load lazily).
+import importlib, pkgutil, service, simdjson
+for module in pkgutil.walk_packages(service.__path__, "service."):
+    importlib.import_module(module.name)
 leaked = sorted({"uvicorn", "onnx", "onnxruntime", "pytriton", "httpx", "pytest"} & set(sys.modules))
 print(json.dumps({"status": response["statusCode"], "body": json.loads(response["body"]), "leaked": leaked,
+                  "cold": cold,
                   "docs_asset": [asset["statusCode"], asset["headers"]["content-type"], len(asset["body"])]}))
 """
 
 
+def image_environment() -> dict[str, str]:
+    """The environment Dockerfile.lambda's ENV lines give the Lambda's process."""
+    lines = (REPO_ROOT / "Dockerfile.lambda").read_text().splitlines()
+    pairs = [line.removeprefix("ENV ").split("=", 1) for line in lines if line.startswith("ENV ")]
+    return {key: value for key, value in pairs}
+
+
 def lambda_python() -> str:
-    """The Lambda runtime's Python (3.12) where this machine has a working one, else this test's own."""
-    candidate = shutil.which("python3.12")
-    if candidate and subprocess.run([candidate, "-c", "import pip"], capture_output=True).returncode == 0:
-        return candidate
+    """The Lambda runtime's Python (3.12) where this machine has a working one, else this test's own.
+
+    (The lock is universal: on another Python pip takes that Python's pins, e.g. numpy 2.4 on 3.11.)
+    """
+    # pyenv's shim fails outside a directory that selects 3.12, so its installs are looked at too.
+    candidates = [
+        shutil.which("python3.12"),
+        *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12"))),
+    ]
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "-c", "import pip"], capture_output=True).returncode == 0:
+            return candidate
     return sys.executable
 
 
 def test_runtime_dependencies_alone_run_the_handler(tmp_path: Path) -> None:
-    # GIVEN the image's task root: the runtime dependencies (for the Lambda's Python 3.12 where this machine
-    # has one) and the service package, as Dockerfile.lambda lays them out
+    # GIVEN the image's task root: the locked runtime dependencies (for the Lambda's Python 3.12 where this
+    # machine has one), hash-checked and without resolving anything else, and the service package, as
+    # Dockerfile.lambda lays them out
     python = lambda_python()
-    dependencies = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     task_root = tmp_path / "task"
     subprocess.run(
         [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-            str(task_root),
-            *dependencies,
+            *(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
+            *("--require-hashes", "--no-deps", "--requirement", str(REPO_ROOT / "requirements.lock")),
+            *("--target", str(task_root)),
         ],
         check=True,
     )
+    # ... less what Dockerfile.lambda prunes
+    for pattern in pruned_paths():
+        for path in task_root.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     shutil.copytree(REPO_ROOT / "service", task_root / "service")
 
     # WHEN the handler is imported in isolation and given an API Gateway event, with no Triton to reach
     env = {"PATH": os.environ["PATH"], "TRITON_GRPC_URL": "127.0.0.1:9", "HEALTH_TIMEOUT_SECONDS": "1"}
+    env |= image_environment()  # the image's ENV lines (glibc's malloc tunables)
     out = subprocess.run(
         [python, "-I", "-S", "-c", PROBE, str(task_root), str(EVENT), str(EVENTS / "docs.json")],
         env=env,
@@ -82,10 +113,12 @@ def test_runtime_dependencies_alone_run_the_handler(tmp_path: Path) -> None:
         timeout=120,
     )
 
-    # THEN it answers an honest 503, having imported nothing from the dev or local extras
+    # THEN it answers an honest 503 without loading the inference pipeline, every service module imports
+    # from the pruned task root, and nothing comes from the dev or local extras
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == 503
     assert result["body"]["triton"] == "unavailable"
+    assert result["cold"] == [], "a cold /health should not import these"
     assert result["leaked"] == []
     # and serves /docs' Swagger UI script itself (gzipped, as the event accepts gzip)
     status, media_type, size = result["docs_asset"]

@@ -1,0 +1,123 @@
+"""Cold starts in fresh interpreters: the gateway's Lambda entry point (import + one /health event) against
+the old Chalice app's import (``bench/old_app/app.py``, chalice + numpy + tritonclient.grpc), alternated so
+both see the same machine; peak RSS is the kernel's VmHWM."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OLD_APP = Path(__file__).resolve().parent / "old_app"
+
+_PEAK = "int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024"
+
+# Only what the Lambda runtime does: import the handler module, then call it with an event and a context.
+NEW_PROBE = f"""
+import time
+began = time.perf_counter()
+import service.lambda_handler as entry
+imported = time.perf_counter() - began
+import json, sys
+
+class Context:
+    aws_request_id = "cold-start"
+    function_name = "triton-gateway"
+    def get_remaining_time_in_millis(self):
+        return 30_000
+
+event = json.load(open(sys.argv[1]))
+began = time.perf_counter()
+response = entry.handler(event, Context())
+first = time.perf_counter() - began
+print(json.dumps({{"import_ms": imported * 1000, "first_ms": first * 1000, "status": response["statusCode"],
+                  "rss_mb": {_PEAK}}}))
+"""
+
+OLD_PROBE = f"""
+import time
+began = time.perf_counter()
+import app
+imported = time.perf_counter() - began
+import json
+print(json.dumps({{"import_ms": imported * 1000, "rss_mb": {_PEAK}}}))
+"""
+
+
+def _run(probe: str, cwd: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"cold-start probe failed:\n{out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def cold_starts(grpc_url: str, health_event: dict[str, Any], runs: int = 5) -> dict[str, Any]:
+    """Medians over ``runs`` alternated fresh processes of each kind, and every sample."""
+    env = {**os.environ, "TRITON_GRPC_URL": grpc_url, "LOG_LEVEL": "WARNING"}
+    env.pop("PYTHONPATH", None)
+    new: list[dict[str, Any]] = []
+    old: list[dict[str, Any]] = []
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(health_event, handle)
+    try:
+        # One unmeasured run of each: bytecode caches and the page cache as a warm container has them.
+        _run(NEW_PROBE, ROOT, env, handle.name)
+        _run(OLD_PROBE, OLD_APP, env)
+        for _ in range(runs):
+            new.append(_run(NEW_PROBE, ROOT, env, handle.name))
+            old.append(_run(OLD_PROBE, OLD_APP, env))
+    finally:
+        os.unlink(handle.name)
+    assert all(sample["status"] == 200 for sample in new), new
+
+    def median(samples: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(sample[key] for sample in samples)
+
+    return {
+        "runs": runs,
+        "new_import_ms": median(new, "import_ms"),
+        "new_first_health_ms": median(new, "first_ms"),
+        "new_total_ms": statistics.median(s["import_ms"] + s["first_ms"] for s in new),
+        "new_rss_mb": median(new, "rss_mb"),
+        "old_import_ms": median(old, "import_ms"),
+        "old_rss_mb": median(old, "rss_mb"),
+        "samples": {"new": new, "old": old},
+    }
+
+
+def import_time_report(top: int = 15) -> str:
+    """``python -X importtime`` of the handler: the ``top`` imports by cumulative time."""
+    env = {**os.environ, "TRITON_GRPC_URL": "127.0.0.1:9"}
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import service.lambda_handler"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    rows = []
+    for line in out.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, self_us, cumulative_us, name = (
+            part.strip() for part in line.replace("import time:", "|").split("|")
+        )
+        rows.append((int(cumulative_us), int(self_us), name))
+    total = max(row[0] for row in rows)
+    # Nested imports are indented in the name; the biggest cumulative figures are the packages to look at.
+    lines = [
+        f"{'cumulative ms':>13} {'self ms':>8}  module   (total {total / 1000:.0f} ms, {len(rows)} modules)"
+    ]
+    for cumulative, self_us, name in sorted(rows, reverse=True)[:top]:
+        lines.append(f"{cumulative / 1000:>13.1f} {self_us / 1000:>8.1f}  {name}")
+    return "\n".join(lines)
