@@ -18,8 +18,22 @@ from pathlib import Path
 
 from localdev.fleet import Fleet
 from localdev.model_repo import build_model_repository
-from localdev.paths import LOCAL_MODEL_REPOSITORY
+from localdev.paths import LOCAL_DIR, LOCAL_MODEL_REPOSITORY
+from localdev.tls import LOCAL_SERVER_NAME, make_test_pki
 from localdev.tritonserver import TritonServer, TritonStartupError
+
+TLS_DIR = LOCAL_DIR / "tls"
+
+
+_TLS_HELP = f"Triton's gRPC with TLS, its certificate signed by a new test CA in {TLS_DIR}"
+
+
+def _tls_args(tls: bool) -> list[str]:
+    if not tls:
+        return []
+    files = make_test_pki(TLS_DIR)
+    print(f"TLS: CA {files.ca_cert}, server name {LOCAL_SERVER_NAME}")
+    return files.triton_args()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,11 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="127.0.0.1", help="gateway bind address (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
     run.add_argument("--reload", action="store_true", help="restart the gateway when service/ changes")
+    run.add_argument("--tls", action="store_true", help=_TLS_HELP)
 
     triton = commands.add_parser("triton", help="only Triton, until Ctrl-C")
     triton.add_argument("--grpc-port", type=int, default=None, help="default: a free port")
     triton.add_argument("--http-port", type=int, default=None, help="default: a free port")
     triton.add_argument("--metrics-port", type=int, default=None, help="default: a free port")
+    triton.add_argument("--tls", action="store_true", help=_TLS_HELP)
 
     fleet = commands.add_parser("fleet", help="Tritons behind HAProxy, gateways in front, until Ctrl-C")
     fleet.add_argument("--tritons", type=int, default=2, help="Tritons behind the balancer (default 2)")
@@ -56,15 +72,22 @@ def _print_triton(server: TritonServer) -> None:
     print(f"  log      {server.log_path}")
 
 
-def _run_gateway(host: str, port: int, reload: bool) -> None:
+def _run_gateway(host: str, port: int, reload: bool, tls: bool) -> None:
     # Imported here: uvicorn is a local-only extra and the other commands must work without it.
     import uvicorn
 
-    with TritonServer(build_model_repository(LOCAL_MODEL_REPOSITORY), log_name="dev") as server:
+    extra_args = _tls_args(tls)
+    with TritonServer(
+        build_model_repository(LOCAL_MODEL_REPOSITORY), log_name="dev", extra_args=extra_args
+    ) as server:
         _print_triton(server)
         # The gateway reads its settings from the environment (service.settings); uvicorn's reload worker
         # inherits it too.
         os.environ["TRITON_GRPC_URL"] = server.grpc_url
+        if tls:
+            os.environ["TRITON_GRPC_TLS"] = "true"
+            os.environ["TRITON_GRPC_TLS_CA"] = str(TLS_DIR / "ca.pem")
+            os.environ["TRITON_GRPC_TLS_SERVER_NAME"] = LOCAL_SERVER_NAME
         print(f"Gateway  http://{host}:{port}  (docs: http://{host}:{port}/docs)  Ctrl-C stops both")
         sys.stdout.flush()
         # An import string, not the app object: service/ is loaded by uvicorn, after TRITON_GRPC_URL is set.
@@ -80,13 +103,14 @@ def _run_gateway(host: str, port: int, reload: bool) -> None:
         )
 
 
-def _run_triton(grpc_port: int | None, http_port: int | None, metrics_port: int | None) -> None:
+def _run_triton(grpc_port: int | None, http_port: int | None, metrics_port: int | None, tls: bool) -> None:
     server = TritonServer(
         build_model_repository(LOCAL_MODEL_REPOSITORY),
         grpc_port=grpc_port,
         http_port=http_port,
         metrics_port=metrics_port,
         log_name="triton",
+        extra_args=_tls_args(tls),
     )
     # SIGTERM (e.g. from a process manager) stops Triton as cleanly as Ctrl-C; SIGINT is set explicitly
     # because a shell starting us in the background (`&`) makes us inherit it as ignored.
@@ -131,9 +155,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            _run_gateway(args.host, args.port, args.reload)
+            _run_gateway(args.host, args.port, args.reload, args.tls)
         elif args.command == "triton":
-            _run_triton(args.grpc_port, args.http_port, args.metrics_port)
+            _run_triton(args.grpc_port, args.http_port, args.metrics_port, args.tls)
         elif args.command == "fleet":
             _run_fleet(args.tritons, args.gateways, args.channel_max_age)
         else:

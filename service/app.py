@@ -16,7 +16,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import observability
 from service.access_log import AccessLogMiddleware
-from service.errors import GatewayError, describe_validation_errors
+from service.errors import ClientClosedRequest, GatewayError, describe_validation_errors
+from service.readiness import ReadinessCache
+from service.request_context import current_request_id, with_request_id
 from service.root_path import RootPathMiddleware
 from service.routes import health
 from service.routes.common import json_response
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.readiness = ReadinessCache(settings.health_cache_seconds)
     app.state.inference_routes = False
     app.include_router(health.router)
     _install_error_handlers(app)
@@ -68,11 +71,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    async def gateway_error(_: Request, exc: Exception) -> Response:
+    async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        if exc.status >= 500:
-            log.warning("%s %s", exc.status, exc.message)
-        return json_response({"error": exc.message}, exc.status, exc.headers)
+        if isinstance(exc, ClientClosedRequest):
+            # Nothing can be answered; one line says what happened, no traceback.
+            log.info("%s %s: %s", request.method, request.url.path, exc.message)
+            return json_response({"error": exc.message}, exc.status)
+        if exc.status < 500:
+            return json_response({"error": exc.message}, exc.status, exc.headers)
+        # The detail (Triton's own text) is logged, never answered; the request id joins the two.
+        request_id = current_request_id()
+        log.warning("%d %s [request id %s] %s", exc.status, exc.message, request_id, exc.detail)
+        return json_response({"error": with_request_id(exc.message)}, exc.status, exc.headers)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -83,8 +93,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return json_response({"error": str(exc.detail)}, exc.status_code, dict(exc.headers or {}))
 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return json_response({"error": "internal error"}, 500)
+        log.exception(
+            "unhandled error on %s %s [request id %s]", request.method, request.url.path, current_request_id()
+        )
+        return json_response({"error": with_request_id("internal error")}, 500)
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -28,6 +28,7 @@ from service.images import call_inputs, image_input, load_image
 from service.protocol.checks import TensorSpec, check_inputs
 from service.protocol.classification import classification_output
 from service.protocol.metadata import ModelInfo
+from service.protocol.model_ref import check_model_ref
 from service.protocol.tensors import InferResult, OutputSpec, Tensor
 from service.settings import Settings
 from service.triton import Deadline, TritonClient
@@ -96,28 +97,31 @@ class DataPlane:
 
     # -- models ----------------------------------------------------------------------------------------------
 
-    def ensure_allowed(self, name: str) -> None:
-        """404 for a model off the allow-list, as for one Triton lacks: callers cannot map the list."""
+    def ensure_allowed(self, name: str, version: str = "") -> None:
+        """400 for a name or version Triton could not serve (before any Triton call, so each version has
+        one spelling and one cache entry); 404 for a model off the allow-list, as for one Triton lacks:
+        callers cannot map the list."""
+        check_model_ref(name, version)
         if not self.settings.model_allowed(name):
             raise ModelNotFound(f"model {name!r} is not served here")
 
     def model(self, name: str | None, version: str | None, deadline: Deadline) -> Model:
         """The model to run (the default when ``name`` is empty), if allowed and Triton has it; else 404."""
         model, at = name or self.settings.default_model, version or ""
-        self.ensure_allowed(model)
+        self.ensure_allowed(model, at)
         info = self.triton.model_info(model, at, deadline)
         observability.note_model(model, at)
         return Model(model, at, info)
 
     def model_ready(self, name: str, version: str, deadline: Deadline) -> bool:
         """Whether Triton can run an allowed model (an unknown one is not ready, as Triton answers)."""
-        self.ensure_allowed(name)
+        self.ensure_allowed(name, version)
         return self.triton.model_ready(name, version, deadline)
 
     def statistics(self, name: str, version: str, deadline: Deadline) -> dict[str, Any]:
         """Triton's statistics of an allowed model; of every allowed model when ``name`` is empty."""
         if name:
-            self.ensure_allowed(name)
+            self.ensure_allowed(name, version)
             return self.triton.statistics(name, version, deadline)
         stats = self.triton.statistics("", "", deadline)
         stats["model_stats"] = [
@@ -128,10 +132,18 @@ class DataPlane:
     # -- inference -------------------------------------------------------------------------------------------
 
     def infer_tensors(
-        self, name: str | None, version: str | None, parse: Callable[[], R], deadline: Deadline
+        self,
+        name: str | None,
+        version: str | None,
+        parse: Callable[[], R],
+        deadline: Deadline,
+        precheck: Callable[[ModelInfo], None] | None = None,
     ) -> TensorOutcome[R]:
-        """The caller's tensors run on the model: resolve it, parse, check, decode, run."""
+        """The caller's tensors run on the model: resolve it, parse, check, decode, run. ``precheck`` judges
+        the unparsed body against the model first, so a body the model refuses is never materialised."""
         model = self.model(name, version, deadline)
+        if precheck is not None:
+            precheck(model.info)
         request = parse()
         # Names, datatypes and shapes first: a mismatch is the clearer message than the byte count it causes.
         check_inputs(request.declared_inputs, model.info)

@@ -14,10 +14,12 @@ class GatewayError(Exception):
 
     status: ClassVar[int] = 500
 
-    def __init__(self, message: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, message: str, headers: Mapping[str, str] | None = None, detail: str = "") -> None:
+        """``message`` is answered to the caller; ``detail`` (upstream text, addresses) goes to the log."""
         super().__init__(message)
         self.message = message
         self.headers = dict(headers or {})
+        self.detail = detail
 
 
 class BadRequest(GatewayError):
@@ -48,6 +50,12 @@ class UnsupportedMediaType(GatewayError):
     """The body's content type is not one this route reads."""
 
     status = 415
+
+
+class ClientClosedRequest(GatewayError):
+    """The client went away before its request was read: no answer can reach it (nginx's 499)."""
+
+    status = 499
 
 
 class UpstreamError(GatewayError):

@@ -1,15 +1,32 @@
 """AWS Lambda entry point: API Gateway events through Mangum into the FastAPI app.
 
 Lifespan is off because Mangum would run it on every invocation; the Triton client is built lazily
-and lives as long as the Lambda's process."""
+and lives as long as the Lambda's process. An event that is not an API Gateway REST event (a direct
+``aws lambda invoke``, a test console's sample) is logged and answered with a 400, never a crash."""
 
+from __future__ import annotations
+
+import binascii
 import logging
+from collections.abc import Mapping
+from typing import Any
 
+import orjson
 import pybase64
 from mangum import Mangum
 from mangum.handlers import APIGateway
 
 from service.app import app
+
+log = logging.getLogger("service.lambda")
+
+
+class BadEvent(Exception):
+    """The event cannot be turned into an HTTP request; ``message`` is answered with a 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class RestApiEvent(APIGateway):
@@ -22,15 +39,96 @@ class RestApiEvent(APIGateway):
     def body(self) -> bytes:
         if self.event.get("isBase64Encoded") and self.event.get("body"):
             try:
-                # The validating decoder is pybase64's fastest (no pass to drop stray characters), and API
-                # Gateway's base64 never has any; the lenient one is Mangum's behaviour, kept as the fallback.
+                # The validating decoder is also pybase64's fastest (no pass to drop stray characters);
+                # API Gateway's base64 never has any, so a body that fails it was not sent by API Gateway.
                 return pybase64.b64decode(self.event["body"], validate=True)
-            except ValueError:
-                return pybase64.b64decode(self.event["body"])
+            except (binascii.Error, ValueError):
+                raise BadEvent("body: isBase64Encoded is true, but the body is not valid base64") from None
         return super().body
 
 
 # Mangum logs "GET /path 200" at INFO for every event: the gateway's access record already says that, once.
 logging.getLogger("mangum.http").setLevel(logging.WARNING)
 
-handler = Mangum(app, lifespan="off", custom_handlers=[RestApiEvent])
+
+class Gateway(Mangum):
+    """Mangum, with the event checked first: Mangum indexes the fields it reads and would raise."""
+
+    def __call__(self, event: Any, context: Any) -> dict[str, Any]:
+        problem = rest_event_problem(event)
+        if problem is not None:
+            keys = sorted(map(str, event))[:20] if isinstance(event, Mapping) else type(event).__name__
+            log.error("not an API Gateway REST event: %s (top-level keys: %s)", problem, keys)
+            return error_answer(f"not an API Gateway REST API event: {problem}")
+        try:
+            return super().__call__(event, context)
+        except BadEvent as exc:
+            log.warning("%s %s 400: %s", event["httpMethod"], event["path"], exc.message)
+            return error_answer(exc.message)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            # Mangum's own reading of an event that passed the checks: the app itself never raises out
+            # of Mangum (its HTTP cycle turns failures into a 500).
+            log.exception("API Gateway event Mangum could not read")
+            return error_answer("the event is not a well-formed API Gateway REST API event")
+
+
+def error_answer(message: str) -> dict[str, Any]:
+    """A REST proxy answer: 400 with the gateway's ``{"error": ...}`` body."""
+    return {
+        "statusCode": 400,
+        "headers": {"content-type": "application/json"},
+        "multiValueHeaders": {},
+        "body": orjson.dumps({"error": message}).decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def rest_event_problem(event: Any) -> str | None:
+    """Why ``event`` is not a REST proxy event Mangum can read, or None when it is."""
+    if not isinstance(event, Mapping):
+        return f"the event is a JSON {type(event).__name__}, not an object"
+    for key in ("requestContext", "httpMethod", "path", "resource"):
+        if key not in event:
+            return f"it has no {key}"
+    context = event["requestContext"]
+    if not isinstance(context, Mapping) or not isinstance(context.get("identity", {}), Mapping):
+        return "requestContext (and its identity) must be objects"
+    for key in ("httpMethod", "path", "resource"):
+        if not isinstance(event[key], str) or not event[key]:
+            return f"{key} must be a non-empty string"
+    for key in ("headers", "queryStringParameters", "stageVariables"):
+        if not _strings(event.get(key), list_values=False):
+            return f"{key} must be an object of strings"
+    for key in ("multiValueHeaders", "multiValueQueryStringParameters"):
+        if not _strings(event.get(key), list_values=True):
+            return f"{key} must be an object of lists of strings"
+    if not isinstance(event.get("body"), str | None) or not isinstance(
+        event.get("isBase64Encoded"), bool | None
+    ):
+        return "body must be a string and isBase64Encoded a boolean"
+    return _host_problem(event.get("headers") or {})
+
+
+def _strings(value: Any, *, list_values: bool) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, Mapping):
+        return False
+    if list_values:
+        return all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in value.values())
+    return all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def _host_problem(headers: Mapping[str, str]) -> str | None:
+    # Mangum splits Host at ":" and reads X-Forwarded-Port as the port: both must be numbers.
+    lowered = {key.lower(): value for key, value in headers.items()}
+    host = lowered.get("host", "")
+    if ":" in host and (host.count(":") != 1 or not host.rsplit(":", 1)[1].isdigit()):
+        return "the Host header must be host or host:port"
+    port = lowered.get("x-forwarded-port")
+    if ":" not in host and port is not None and not port.isdigit():
+        return "the X-Forwarded-Port header must be a number"
+    return None
+
+
+handler = Gateway(app, lifespan="off", custom_handlers=[RestApiEvent])

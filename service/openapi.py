@@ -21,8 +21,9 @@ from service.openapi_examples import (
 _ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorBody"}
 # The v2 health answers: Triton's HTTP endpoint writes 200 with no body and no content type.
 _EMPTY_200 = ("/v2/health/live", "/v2/health/ready", "/ready")
-# Statuses no request to these operations can provoke: the only thing a caller chooses is the model (and
-# version), Triton answers an unknown one 404, and a GET has no body to be too large.
+# Statuses no request to these operations can provoke: the only thing a caller chooses is the model (an
+# unknown or malformed one is 404), and a GET has no body to be too large. (A version in the path that is
+# not a number is 400, so the versioned routes keep it.)
 _NO_BAD_REQUEST = frozenset(
     {
         "GET /v2",
@@ -30,7 +31,6 @@ _NO_BAD_REQUEST = frozenset(
         "GET /v2/models/{model}",
         "GET /v2/models/{model}/config",
         "GET /v2/models/{model}/stats",
-        "GET /v2/models/{model}/versions/{version}/stats",
     }
 )
 _NO_MODEL = frozenset({"GET /v2", "GET /v2/models/stats"})

@@ -89,7 +89,11 @@ def _error(name: str, summary: str, message: str) -> Example:
     return Example(name, summary, {"error": message})
 
 
-_UNAVAILABLE = _error("unavailable", "Triton cannot be reached", "Triton is unavailable; try again shortly")
+# A 5xx names its kind and the request id (API Gateway's, under Lambda), whose log line has the detail.
+_REQUEST_ID = "(request id c6af9ac6-7b61-11e6-9a41-93e8deadbeef)"
+_UNAVAILABLE = _error(
+    "unavailable", "Triton cannot be reached", f"Triton is unavailable; try again shortly {_REQUEST_ID}"
+)
 _NOT_SERVED = _error(
     "not_served", "A model Triton lacks, or off the allow-list", "model 'resnet50' is not served here"
 )
@@ -104,13 +108,16 @@ ERRORS: dict[int, list[Example]] = {
         _error(
             "upstream",
             "Triton failed to run the request",
-            "Triton failed (INTERNAL): Failed to process the request(s) for model 'densenet_onnx_0_0', "
-            "message: RuntimeError: out of memory",
+            f"Triton failed to run the request (INTERNAL) {_REQUEST_ID}",
         )
     ],
     503: [_UNAVAILABLE],
     504: [
-        _error("deadline", "Past TRITON_TIMEOUT_SECONDS", "Triton did not answer within the 10.0 s deadline")
+        _error(
+            "deadline",
+            "Past TRITON_TIMEOUT_SECONDS",
+            f"Triton did not answer within the 10.0 s deadline {_REQUEST_ID}",
+        )
     ],
 }
 OPERATION_ERRORS: dict[str, dict[int, list[Example]]] = {
@@ -168,15 +175,15 @@ OPERATION_ERRORS: dict[str, dict[int, list[Example]]] = {
         ],
     },
 }
-# Triton's own words for a version that is not a number.
+# Refused before Triton is asked (which would read "1abc" as version 1).
 _BAD_VERSION = _error(
     "version",
     "A version that is not a number",
-    "failed to get model version from specified version string 'abc' (details: stol), version should be an "
-    "integral value > 0",
+    "version: 'abc' is not a version number (digits, no leading zero, e.g. 1)",
 )
 OPERATION_ERRORS["GET /v2/models/{model}/versions/{version}"] = {400: [_BAD_VERSION]}
 OPERATION_ERRORS["GET /v2/models/{model}/versions/{version}/config"] = {400: [_BAD_VERSION]}
+OPERATION_ERRORS["GET /v2/models/{model}/versions/{version}/stats"] = {400: [_BAD_VERSION]}
 OPERATION_ERRORS["GET /v2/models/{model}/versions/{version}/ready"] = {
     400: [
         _error("not_ready", "A version not loaded", "model 'densenet_onnx' version '7' is not ready"),

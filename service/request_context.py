@@ -21,3 +21,9 @@ def set_request_id(value: str | None) -> str:
 def current_request_id() -> str:
     """The current request's id; empty outside a request."""
     return _request_id.get()
+
+
+def with_request_id(message: str) -> str:
+    """``message`` with the current request's id, for answers whose detail is only in the log."""
+    request_id = current_request_id()
+    return f"{message} (request id {request_id})" if request_id else message

@@ -21,6 +21,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
     triton_grpc_url: str = Field("127.0.0.1:8001", description="host:port of Triton's gRPC endpoint")
+    triton_grpc_tls: bool = Field(False, description="talk TLS to Triton (Triton runs with --grpc-use-ssl)")
+    triton_grpc_tls_ca: str = Field(
+        "", description="PEM text, or a path to a PEM file, of the CA Triton's certificate is checked against"
+    )
+    triton_grpc_tls_server_name: str = Field(
+        "", description="name Triton's certificate is checked against; empty: the host of TRITON_GRPC_URL"
+    )
     default_model: str = Field("densenet_onnx", description="model used when a request names none")
     allowed_models: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="comma-separated allow-list of model names; empty serves every model Triton has"
@@ -29,6 +36,11 @@ class Settings(BaseSettings):
         10.0, gt=0, lt=API_GATEWAY_LIMIT_SECONDS, description="deadline of one request's Triton calls"
     )
     health_timeout_seconds: float = Field(2.0, gt=0, description="deadline of the /health probe")
+    health_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="how long /health reuses Triton's answer, so a flood of probes costs Triton nothing",
+    )
     metadata_ttl_seconds: float = Field(60.0, ge=0, description="how long model metadata stays cached")
     idle_reconnect_seconds: float = Field(
         30.0,
@@ -42,7 +54,10 @@ class Settings(BaseSettings):
         "calls; 0 keeps it for the life of the process",
     )
     max_body_bytes: int = Field(
-        10 * 1024 * 1024, gt=0, description="largest request body accepted (API Gateway's own cap is 10 MB)"
+        10 * 1024 * 1024,
+        gt=0,
+        description="largest request body accepted; under Lambda the 6 MB invoke payload, with the body in "
+        "base64, caps it at about 4.4 MB whatever this says (API Gateway's own cap is 10 MB)",
     )
     api_root_path: str = Field(
         "",
@@ -50,9 +65,14 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="gateway log level")
     max_inflated_bytes: int = Field(
-        64 * 1024 * 1024,
+        16 * 1024 * 1024,
         gt=0,
         description="largest v2 request body accepted after undoing its Content-Encoding (gzip, deflate)",
+    )
+    max_elements: int = Field(
+        0,
+        ge=0,
+        description="most JSON tensor elements one request may carry; 0: MAX_INFLATED_BYTES / 16",
     )
     max_images: int = Field(16, gt=0, description="most images one /infer request may carry")
     max_image_pixels: int = Field(
@@ -91,6 +111,22 @@ class Settings(BaseSettings):
             pairs[name.strip()] = scaling.strip().upper()
         return pairs
 
+    @field_validator("triton_grpc_tls_ca")
+    @classmethod
+    def _read_ca(cls, value: str) -> str:
+        # Read once, here: a wrong path fails the cold start with this message, not every request later.
+        value = value.strip()
+        if not value or value.startswith("-----BEGIN"):
+            return value
+        try:
+            with open(value, encoding="ascii") as pem:
+                text = pem.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"neither PEM text nor a readable PEM file ({exc.__class__.__name__})") from None
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise ValueError(f"{value} holds no PEM certificate")
+        return text
+
     @field_validator("api_root_path")
     @classmethod
     def _normalise_root(cls, value: str) -> str:
@@ -101,6 +137,12 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def element_limit(self) -> int:
+        """MAX_ELEMENTS, or by default one element per 16 bytes of MAX_INFLATED_BYTES: 1 Mi at 16 MiB, ~80 MB
+        once parsed as JSON numbers (~77 bytes each), a tenth of a 1 GB Lambda."""
+        return self.max_elements or self.max_inflated_bytes // 16
 
     def model_allowed(self, name: str) -> bool:
         """True when the allow-list is empty or names the model."""

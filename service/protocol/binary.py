@@ -25,6 +25,8 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_MEDIA_TYPE = "application/octet-stream"
 # Request parameters the HTTP protocol itself consumes; Triton's HTTP server does not pass them on either.
 _HTTP_ONLY_PARAMETERS = frozenset({"binary_data_output"})
+# Triton's integer parameters are int64: a larger value fails the protobuf assignment.
+_INT64_MAX = 2**63 - 1
 # zlib's window bits: 16 + 15 reads a gzip wrapper, 15 the zlib wrapper that HTTP's "deflate" means.
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -156,9 +158,10 @@ def encode_response(result: InferResult, binary: frozenset[str]) -> tuple[bytes,
 
 
 def _count(value: Any, field: str) -> int:
-    # bool is an int to Python, but "binary_data_size": true is no size.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadRequest(f"{field}: expected a non-negative integer, got {value!r}")
+    # bool is an int to Python, but "binary_data_size": true is no size. Triton's parameters are int64.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _INT64_MAX:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise BadRequest(f"{field}: expected a non-negative integer below 2**63, got {shown}")
     count: int = value
     return count
 

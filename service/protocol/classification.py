@@ -64,7 +64,8 @@ def _parse_class(item: Any, output: str) -> dict[str, Any]:
         score, index = float(parts[0]), int(parts[1])
     except (ValueError, IndexError):
         raise UpstreamError(
-            f"Triton's classification of {output!r} is not 'score:index:label': {text!r}"
+            f"Triton's classification of {output!r} is not 'score:index:label'",
+            detail=f"got {text[:200]!r}",
         ) from None
     return {"label": parts[2] if len(parts) == 3 else "", "index": index, "score": score}
 

@@ -35,8 +35,9 @@ def boundary_of(content_type: str) -> str:
     return boundary
 
 
-def parse_form(body: bytes, content_type: str) -> list[Part]:
-    """Every part of a ``multipart/form-data`` body, in order; 400 when the framing is broken."""
+def parse_form(body: bytes, content_type: str, max_parts: int) -> list[Part]:
+    """Every part of a ``multipart/form-data`` body, in order; 400 when the framing is broken, or as soon
+    as a part past ``max_parts`` appears (its headers unread: a body of many tiny parts costs nothing)."""
     delimiter = b"--" + boundary_of(content_type).encode("latin-1")
     start = body.find(delimiter)
     if start < 0:
@@ -47,6 +48,8 @@ def parse_form(body: bytes, content_type: str) -> list[Part]:
         line_end = body.find(b"\r\n", position)
         if line_end < 0:
             raise BadRequest("multipart body: truncated after a boundary")
+        if len(parts) == max_parts:
+            raise BadRequest(f"multipart body: more than {max_parts} parts; the rest is not read")
         end = body.find(b"\r\n" + delimiter, line_end)
         if end < 0:
             raise BadRequest("multipart body: truncated, the closing boundary is missing")

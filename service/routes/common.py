@@ -12,8 +12,9 @@ from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
-from service.errors import BadRequest, PayloadTooLarge, describe_validation_errors
+from service.errors import BadRequest, ClientClosedRequest, PayloadTooLarge, describe_validation_errors
 from service.protocol.envelopes import ErrorBody
 from service.settings import API_GATEWAY_LIMIT_SECONDS, Settings
 from service.triton import Deadline, TritonClient, get_client
@@ -103,18 +104,31 @@ async def off_loop(request: Request, call: Callable[P, T], *args: P.args, **kwar
 
 
 async def read_body(request: Request, settings: Settings) -> bytes:
-    """The raw body, read once, refused early when it is over the configured size."""
+    """The raw body, read once, refused as soon as it is over the configured size (a chunked body with no
+    Content-Length included, so it is never held whole)."""
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        raise PayloadTooLarge(f"body of {declared} bytes is over the {settings.max_body_bytes}-byte limit")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
     # The stream, not request.body(): Starlette joins the chunks it reads with the empty one that ends
     # them, which copies every body (3 MB for a JSON tensor) even when it arrived in one piece, as it
-    # always does from Mangum.
-    chunks = [chunk async for chunk in request.stream() if chunk]
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if len(body) > settings.max_body_bytes:
-        raise PayloadTooLarge(f"body of {len(body)} bytes is over the {settings.max_body_bytes}-byte limit")
-    return body
+    # always does from Mangum. Refused at the first chunk past the limit, never held whole.
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            if not chunk:
+                continue
+            size += len(chunk)
+            if size > limit:
+                # Said as soon as it is true: the rest of the body is never read, so its size is unknown.
+                raise PayloadTooLarge(f"body is over the {limit}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientClosedRequest(
+            f"client closed the connection after {size} bytes of its body; nothing was answered"
+        ) from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_json(model: type[M], body: bytes) -> M:

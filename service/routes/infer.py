@@ -17,6 +17,7 @@ from service.images import check_image_count, decode_base64
 from service.protocol.classification import encode_image_results
 from service.protocol.infer_body import fast_tensor_request, read_infer_body_keys, tensor_request
 from service.protocol.multipart import parse_form
+from service.protocol.prescan import check_against_model, guard
 from service.protocol.results import encode_result
 from service.protocol.schemas import (
     ErrorBody,
@@ -109,12 +110,19 @@ async def infer(
 
 
 def _infer_json(body: bytes, plane: DataPlane, deadline: Deadline) -> Response:
-    # A well-formed tensor body takes the SIMD fast path, parsed once; anything else is read in two steps:
-    # the model first (an unknown one is 404 whatever the body holds), then the schema the keys name.
+    # Size limits first, like MAX_BODY_BYTES (even reading the keys parses the whole body); then the model
+    # (an unknown one is 404 whatever else the body holds); then the schema the keys name.
+    outline = guard(body, plane.settings.element_limit)
     fast = fast_tensor_request(body)
     if fast is not None:
         keys, request = fast
-        ran = plane.infer_tensors(keys.model, keys.version, lambda: request, deadline)
+        ran = plane.infer_tensors(
+            keys.model,
+            keys.version,
+            lambda: request,
+            deadline,
+            lambda info: check_against_model(outline, info),
+        )
         return json_response(encode_result(ran.result, ran.request.b64_outputs))
     keys = read_infer_body_keys(body)
     if keys.kind == "images":
@@ -123,7 +131,13 @@ def _infer_json(body: bytes, plane: DataPlane, deadline: Deadline) -> Response:
         )
         return _image_answer(outcome)
 
-    ran = plane.infer_tensors(keys.model, keys.version, lambda: tensor_request(body, keys), deadline)
+    ran = plane.infer_tensors(
+        keys.model,
+        keys.version,
+        lambda: tensor_request(body, keys),
+        deadline,
+        lambda info: check_against_model(outline, info),
+    )
     return json_response(encode_result(ran.result, ran.request.b64_outputs))
 
 
@@ -136,7 +150,8 @@ def _json_images(body: bytes, settings: Settings) -> ImageRequest:
 
 
 def _form_images(body: bytes, content_type: str, settings: Settings) -> list[tuple[str, bytes]]:
-    parts = parse_form(body, content_type)
+    # One part past the limit is enough to refuse: the rest of a body of 160,000 empty parts is never read.
+    parts = parse_form(body, content_type, max_parts=settings.max_images + 1)
     for part in parts:
         if part.filename is None and not part.content_type.startswith("image/"):
             raise BadRequest(

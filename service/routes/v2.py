@@ -8,6 +8,7 @@ would also need a binary media type to pass through it."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request
@@ -24,7 +25,8 @@ from service.protocol.binary import (
     inflate,
     split_body,
 )
-from service.protocol.metadata import ModelMetadata, ServerMetadata
+from service.protocol.metadata import ModelInfo, ModelMetadata, ServerMetadata
+from service.protocol.prescan import check_against_model, guard
 from service.protocol.schemas import InferResponse, V2InferRequest
 from service.routes.common import (
     ERROR_RESPONSES,
@@ -191,13 +193,20 @@ def _infer(
     plane: DataPlane,
     deadline: Deadline,
 ) -> Response:
+    @cache
+    def sections() -> tuple[bytes, memoryview]:
+        return split_body(inflate(body, content_encoding, plane.settings.max_inflated_bytes), header_length)
+
+    def precheck(info: ModelInfo) -> None:
+        # Counts and shapes against the model before the JSON is parsed: a gzip bomb costs no memory.
+        check_against_model(guard(sections()[0], plane.settings.element_limit), info)
+
     def parse() -> V2Tensors:
-        inflated = inflate(body, content_encoding, plane.settings.max_inflated_bytes)
-        header, binary = split_body(inflated, header_length)
+        header, binary = sections()
         # The SIMD fast path for well-formed JSON; anything else is parsed (and explained) precisely.
         return fast_v2_tensors(header, binary) or V2Tensors(parse_json(V2InferRequest, header), binary)
 
-    ran = plane.infer_tensors(model, version, parse, deadline)
+    ran = plane.infer_tensors(model, version, parse, deadline, precheck)
     content, json_length = encode_response(ran.result, ran.request.binary_outputs)
     if json_length is None:
         return Response(content, media_type="application/json")

@@ -8,6 +8,7 @@ import contextvars
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from service.triton.protos import service_pb2, service_pb2_grpc
 
 if TYPE_CHECKING:
     from service.protocol.tensors import InferResult, OutputSpec, Tensor
+from service.triton.scrub import scrub
 
 T = TypeVar("T")
 
@@ -58,6 +60,12 @@ _SEQUENCE_PARAMETERS = frozenset({"sequence_id", "sequence_start", "sequence_end
 # Channels are re-opened after 90-100 % of their max age, so environments started together (a burst of
 # cold starts) do not all reconnect in the same second.
 _MAX_AGE_JITTER = 0.1
+# A call given this share of the request's budget timed out on Triton; with less, the time went elsewhere.
+_MOST_OF_THE_BUDGET = 0.9
+# Distinct (model, version) pairs whose metadata is kept: far more than a gateway serves, small in memory.
+_METADATA_ENTRIES = 256
+# gRPC's wording when the TLS handshake to Triton fails on its certificate.
+_TLS_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "Hostname Verification", "handshake failed")
 
 
 class Deadline:
@@ -66,13 +74,28 @@ class Deadline:
     def __init__(self, seconds: float) -> None:
         self.budget = seconds
         self._expires = time.monotonic() + seconds
+        self._given = seconds  # what the latest Triton call was given
 
     def remaining(self) -> float:
-        """Seconds left; raises :class:`TritonTimeout` once none are."""
+        """Seconds left; raises :class:`TritonTimeout` once none are (Triton is then not called at all)."""
         left = self.seconds_left()
         if left <= 0:
-            raise TritonTimeout(f"Triton did not answer within the {self.budget:.1f} s deadline")
+            # The time went before this call (image decoding, earlier calls): Triton was not the slow part.
+            raise TritonTimeout(
+                f"the request's deadline of {self.budget:.1f} s passed before Triton was called"
+            )
+        self._given = left
         return left
+
+    def missed(self) -> TritonTimeout:
+        """The error for a Triton call that did not answer in the time :meth:`remaining` gave it."""
+        given = self._given
+        if given >= self.budget * _MOST_OF_THE_BUDGET:
+            return TritonTimeout(f"Triton did not answer within the {self.budget:.1f} s deadline")
+        return TritonTimeout(
+            f"the request's deadline of {self.budget:.1f} s passed: Triton did not answer in the "
+            f"{given:.2f} s that were left of it"
+        )
 
     def seconds_left(self) -> float:
         """Seconds left, 0 once none are (never raises)."""
@@ -83,8 +106,18 @@ class _Pooled:
     """One gRPC channel and its life: when it is due for replacement, the calls still running on it, and
     whether Triton has answered on it (so a later UNAVAILABLE means its connection just broke)."""
 
-    def __init__(self, url: str, max_age: float) -> None:
-        self.channel = grpc.insecure_channel(url, options=_CHANNEL_OPTIONS)
+    def __init__(
+        self,
+        url: str,
+        max_age: float,
+        credentials: grpc.ChannelCredentials | None,
+        options: Sequence[tuple[str, int | str]],
+    ) -> None:
+        self.channel = (
+            grpc.insecure_channel(url, options=options)
+            if credentials is None
+            else grpc.secure_channel(url, credentials, options=options)
+        )
         self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
         jitter = 1.0 - random.uniform(0.0, _MAX_AGE_JITTER)
         self.expires = time.monotonic() + max_age * jitter if max_age > 0 else float("inf")
@@ -103,11 +136,25 @@ class TritonClient:
     """A gRPC channel to Triton kept for the life of the process (warm Lambda invocations included)."""
 
     def __init__(
-        self, url: str, *, metadata_ttl: float, idle_reconnect: float, channel_max_age: float = 0.0
+        self,
+        url: str,
+        *,
+        metadata_ttl: float,
+        idle_reconnect: float,
+        channel_max_age: float = 0.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        server_name: str = "",
+        metadata_entries: int = _METADATA_ENTRIES,
     ) -> None:
         """``channel_max_age`` (seconds, 0 = never) re-opens the channel so that a balancer in front of
-        several Tritons spreads this client's calls over the ones that joined since."""
+        several Tritons spreads this client's calls over the ones that joined since. ``credentials`` (from
+        :func:`tls_credentials`) make the channels TLS; ``server_name`` is the name Triton's certificate
+        must carry when it is not the host of ``url``."""
         self._url = url
+        self._credentials = credentials
+        self._options: list[tuple[str, int | str]] = [*_CHANNEL_OPTIONS]
+        if server_name:
+            self._options.append(("grpc.ssl_target_name_override", server_name))
         self._host = url.rsplit(":", 1)[0]
         self._metadata_ttl = metadata_ttl
         self._idle_reconnect = idle_reconnect
@@ -116,7 +163,9 @@ class TritonClient:
         self._pooled: _Pooled | None = None
         self._retired: set[_Pooled] = set()
         self._last_answer = 0.0
-        self._metadata: dict[tuple[str, str], _Cached] = {}
+        # Least recently used first, at most ``metadata_entries``: callers naming many models cannot grow it.
+        self._metadata: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
+        self._metadata_entries = metadata_entries
         self._opened = 0
 
     # -- health ----------------------------------------------------------------------------------------------
@@ -142,6 +191,7 @@ class TritonClient:
         cached = self._metadata.get(key)
         now = time.monotonic()
         if cached is not None and cached.expires > now:
+            self._metadata.move_to_end(key)
             return cached.info
         metadata = self._call(
             "ModelMetadata", service_pb2.ModelMetadataRequest(name=name, version=version), deadline, model=key
@@ -151,6 +201,9 @@ class TritonClient:
         ).config
         info = model_info(metadata, config)
         self._metadata[key] = _Cached(now + self._metadata_ttl, info)
+        self._metadata.move_to_end(key)
+        while len(self._metadata) > self._metadata_entries:
+            self._metadata.popitem(last=False)
         return info
 
     def server_metadata(self, deadline: Deadline) -> dict[str, Any]:
@@ -269,7 +322,9 @@ class TritonClient:
                 idle = self._retire_locked(current)
                 current = None
             if current is None:
-                current = self._pooled = _Pooled(self._url, self._channel_max_age)
+                current = self._pooled = _Pooled(
+                    self._url, self._channel_max_age, self._credentials, self._options
+                )
                 self._opened += 1
             current.in_flight += 1
         if idle is not None:
@@ -368,27 +423,37 @@ class TritonClient:
     def _translate(
         self, error: grpc.RpcError, deadline: Deadline, model: tuple[str, str] | None
     ) -> GatewayError:
+        # 5xx answers carry a fixed message per kind; Triton's own text (backend exceptions, file paths,
+        # addresses) goes to the log only, through ``detail``.
         code = error.code()
         if code != grpc.StatusCode.UNAVAILABLE or _shed(error):
             self._last_answer = time.monotonic()  # Triton answered, so the channel is alive
-        details = self._scrub(error.details() or "")
+        raw = error.details() or ""
+        detail = f"{code.name}: {raw}"
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return TritonTimeout(f"Triton did not answer within the {deadline.budget:.1f} s deadline")
+            timeout = deadline.missed()
+            timeout.detail = detail
+            return timeout
         if code == grpc.StatusCode.NOT_FOUND:
-            return ModelNotFound(_not_served(model) if model else details)
+            return ModelNotFound(
+                _not_served(model) if model else scrub(raw, self._url, self._host), detail=detail
+            )
         if _shed(error):
-            return _shed_answer(deadline)
+            return _shed_answer(deadline, detail)
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-            # gRPC's text here names the address it failed to reach: keep it out of the answer.
-            return TritonUnavailable("Triton is unavailable; try again shortly", {"Retry-After": "1"})
+            if self._credentials is not None and any(word in raw for word in _TLS_FAILURES):
+                return TritonUnavailable(
+                    "Triton is unavailable: its TLS certificate did not verify",
+                    {"Retry-After": "1"},
+                    detail="TLS to Triton failed certificate verification (check TRITON_GRPC_TLS_CA and "
+                    f"TRITON_GRPC_TLS_SERVER_NAME): {detail}",
+                )
+            return TritonUnavailable("Triton is unavailable; try again shortly", {"Retry-After": "1"}, detail)
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            return TritonRejected(f"Triton is overloaded: {details}", {"Retry-After": "1"})
+            return TritonRejected("Triton is overloaded; try again shortly", {"Retry-After": "1"}, detail)
         if code == grpc.StatusCode.INVALID_ARGUMENT:
-            return BadRequest(details)
-        return UpstreamError(f"Triton failed ({code.name}): {details}")
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._url, "triton").replace(self._host, "triton")
+            return BadRequest(scrub(raw, self._url, self._host), detail=detail)
+        return UpstreamError(f"Triton failed to run the request ({code.name})", detail=detail)
 
 
 def queue_timeout_us(config: Mapping[str, Any], remaining: float, asked: Any = None) -> int | None:
@@ -408,12 +473,14 @@ def queue_timeout_us(config: Mapping[str, Any], remaining: float, asked: Any = N
     return min(candidates)
 
 
-def _shed_answer(deadline: Deadline) -> GatewayError:
+def _shed_answer(deadline: Deadline, detail: str) -> GatewayError:
     # The queue timeout we passed may be the caller's remaining deadline: then it is the deadline that
     # passed, not Triton that is overloaded.
     if deadline.seconds_left() < 0.005:
-        return TritonTimeout(f"Triton did not answer within the {deadline.budget:.1f} s deadline")
-    return TritonRejected("Triton is overloaded; try again shortly", {"Retry-After": "1"})
+        timeout = deadline.missed()
+        timeout.detail = detail
+        return timeout
+    return TritonRejected("Triton is overloaded; try again shortly", {"Retry-After": "1"}, detail)
 
 
 def _shed(error: grpc.RpcError) -> bool:
@@ -462,18 +529,37 @@ def _fan_out_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=_FAN_OUT_THREADS, thread_name_prefix="triton-fan-out")
 
 
+def tls_credentials(ca_pem: str) -> grpc.ChannelCredentials:
+    """TLS credentials that trust ``ca_pem`` (PEM text; empty: the system's roots)."""
+    return grpc.ssl_channel_credentials(root_certificates=ca_pem.encode() if ca_pem else None)
+
+
 def get_client(settings: Settings) -> TritonClient:
     """The process's client for the configured Triton, created on first use and then reused."""
+    tls = (
+        (settings.triton_grpc_tls_ca, settings.triton_grpc_tls_server_name)
+        if settings.triton_grpc_tls
+        else None
+    )
     return _client(
         settings.triton_grpc_url,
         settings.metadata_ttl_seconds,
         settings.idle_reconnect_seconds,
         settings.channel_max_age_seconds,
+        tls,
     )
 
 
 @lru_cache(maxsize=8)
-def _client(url: str, metadata_ttl: float, idle_reconnect: float, channel_max_age: float) -> TritonClient:
+def _client(
+    url: str, metadata_ttl: float, idle_reconnect: float, channel_max_age: float, tls: tuple[str, str] | None
+) -> TritonClient:
+    ca_pem, server_name = tls or ("", "")
     return TritonClient(
-        url, metadata_ttl=metadata_ttl, idle_reconnect=idle_reconnect, channel_max_age=channel_max_age
+        url,
+        metadata_ttl=metadata_ttl,
+        idle_reconnect=idle_reconnect,
+        channel_max_age=channel_max_age,
+        credentials=tls_credentials(ca_pem) if tls is not None else None,
+        server_name=server_name,
     )

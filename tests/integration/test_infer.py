@@ -301,7 +301,8 @@ def test_a_chunked_body_over_the_limit_is_refused(small_gateway: str, path):
     assert response.request.headers["transfer-encoding"] == "chunked"
     assert "content-length" not in response.request.headers
     assert response.status_code == 413
-    assert response.json() == {"error": f"body of 8000 bytes is over the {LIMIT}-byte limit"}
+    # Refused at the first chunk past the limit, so the answer cannot say how big the whole body was.
+    assert response.json() == {"error": f"body is over the {LIMIT}-byte limit"}
 
 
 @pytest.mark.parametrize("path", INFER_PATHS)

@@ -108,8 +108,12 @@ REQUESTS: dict[str, Ask] = {
     "model 'resnet50' is not served here": post_json(
         {"model": "resnet50", "inputs": [tensor("data_0", [3, 224, 224], bytes(602112))]}
     ),
-    "Triton is unavailable; try again shortly": Ask(lambda gw: gw.faulty.post_while_stopped()),
-    "Triton did not answer within the 10.0 s deadline": Ask(lambda gw: gw.faulty.post_while_hung()),
+    "Triton is unavailable; try again shortly (request id ...)": Ask(
+        lambda gw: gw.faulty.post_while_stopped()
+    ),
+    "Triton did not answer within the 10.0 s deadline (request id ...)": Ask(
+        lambda gw: gw.faulty.post_while_hung()
+    ),
     "images[0]: not valid base64 (Non-base64 digit found)": post_json({"images": ["not base64!"]}),
     "image: not a JPEG, PNG or WebP image": post_json({"image": b64(b"GIF89a, or anything else")}),
     (

@@ -49,7 +49,9 @@ def test_a_spent_deadline_never_reaches_triton(triton: TritonServer, triton_grpc
     # WHEN an inference is asked for with a deadline already spent
     deadline = Deadline(0.001)
     time.sleep(0.01)
-    with pytest.raises(TritonTimeout, match=r"within the 0\.0 s deadline"):
+    with pytest.raises(
+        TritonTimeout, match=r"^the request.s deadline of 0\.0 s passed before Triton was called$"
+    ):
         client.infer("text_bytes", "", text, upper, deadline)
     # THEN Triton never counts it: after one more (live) request, the count has grown by that one only
     client.infer("text_bytes", "", text, upper, Deadline(5))
@@ -89,6 +91,19 @@ def test_a_broken_connection_is_retried_once_on_a_fresh_channel_a_down_triton_on
         client.server_live(Deadline(5))
     assert client.channels_opened == channels
     client.close()
+
+
+def test_the_metadata_cache_keeps_only_its_most_recent_entries(triton: TritonServer):
+    client = TritonClient(triton.grpc_url, metadata_ttl=60, idle_reconnect=30, metadata_entries=2)
+    densenet = client.model_info("densenet_onnx", "", Deadline(5))
+    first_slow = client.model_info("slow_model", "", Deadline(5))
+    assert client.model_info("densenet_onnx", "", Deadline(5)) is densenet  # still cached, and now the newest
+    client.model_info("text_bytes", "", Deadline(5))  # evicts slow_model, the least recently used
+    assert client.model_info("densenet_onnx", "", Deadline(5)) is densenet
+    slow = client.model_info("slow_model", "", Deadline(5))  # fetched again, evicting text_bytes
+    assert slow is not first_slow and slow == first_slow
+    assert client.model_info("slow_model", "", Deadline(5)) is slow
+    assert client.model_info("densenet_onnx", "", Deadline(5)) is densenet
 
 
 def test_a_channel_past_its_max_age_is_replaced_and_calls_in_flight_finish_on_the_old(triton_factory):

@@ -82,7 +82,11 @@ def test_deadline_is_capped_by_the_lambdas_remaining_time(lambda_handler):
     # 1.2 s left: the gateway keeps 0.5 s to answer, so Triton gets 0.7 s, not the configured 5 s.
     response = lambda_handler(load_event("infer", slow), LambdaContext(remaining_ms=1200))
     assert response["statusCode"] == 504
-    assert body_of(response) == {"error": "Triton did not answer within the 0.7 s deadline"}
+    # The request id in the answer is API Gateway's, so the caller can quote it to whoever reads the logs.
+    assert body_of(response) == {
+        "error": "Triton did not answer within the 0.7 s deadline "
+        "(request id c6af9ac6-7b61-11e6-9a41-93e8deadbeef)"
+    }
     # Not waiting for the model's 3 s (which would answer 200): the bound leaves room for two busy cores.
     assert time.monotonic() - began < 2.5
 

@@ -1,0 +1,119 @@
+"""The outline of a JSON tensor body, counted without parsing, against counts from json.loads."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from service.errors import BadRequest, PayloadTooLarge
+from service.protocol.metadata import ModelInfo, ModelMetadata, TensorMetadata
+from service.protocol.prescan import (
+    MAX_STRUCTURE_VALUES,
+    PRESCAN_BYTES,
+    check_against_model,
+    count_values,
+    guard,
+)
+
+INFO = ModelInfo(
+    metadata=ModelMetadata(
+        name="densenet_onnx",
+        inputs=[TensorMetadata(name="data_0", datatype="FP32", shape=[3, 224, 224])],
+        outputs=[TensorMetadata(name="fc6_1", datatype="FP32", shape=[1000])],
+    )
+)
+LIMIT = 1 << 20
+
+
+def leaves(value) -> int:
+    return sum(leaves(v) for v in value) if isinstance(value, list) else 1
+
+
+def random_value(rng: random.Random, depth: int = 0):
+    pick = rng.random()
+    if depth < 3 and pick < 0.3:
+        return [random_value(rng, depth + 1) for _ in range(rng.randint(1, 4))]
+    if pick < 0.6:
+        return "".join(rng.choice('ab,"\\[]{} é') for _ in range(rng.randint(0, 6)))
+    return rng.choice([0, -1.5e3, True, None, 12345678901234567890])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_count_values_agrees_with_json_loads(seed):
+    rng = random.Random(seed)
+    value = [random_value(rng) for _ in range(rng.randint(1, 30))]
+    assert count_values(json.dumps(value).encode()) == leaves(value)
+    assert count_values(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()) == leaves(
+        value
+    )
+
+
+def body(shape, data, **extra) -> bytes:
+    tensor = {"name": "data_0", "datatype": "FP32", "shape": shape, "data": data}
+    return json.dumps({"inputs": [tensor], **extra}).encode()
+
+
+def test_a_body_that_fits_passes_with_its_counts():
+    data = [[[0.123456789] * 224] * 224] * 3
+    found = guard(body([3, 224, 224], data), LIMIT)
+    assert found is not None and found.inputs[0].elements == 150_528
+    check_against_model(found, INFO)
+
+
+def test_bytes_strings_full_of_commas_and_quotes_are_counted_as_strings():
+    strings = ['a, "quoted", b\\c,' * 3] * 40_000
+    raw = json.dumps({"inputs": [{"name": "t", "datatype": "BYTES", "shape": [40_000], "data": strings}]})
+    assert len(raw) > PRESCAN_BYTES
+    found = guard(raw.encode(), LIMIT)
+    assert found is not None and found.inputs[0].elements == 40_000
+
+
+def test_small_bodies_are_left_to_pydantic():
+    assert guard(body([2], [1, 2, 3]), LIMIT) is None
+
+
+def test_more_data_than_the_shape_is_refused_before_parsing():
+    bomb = (
+        b'{"inputs":[{"name":"data_0","datatype":"FP32","shape":[3,224,224],"data":['
+        + b"0," * 999_999
+        + b"0]}]}"
+    )
+    with pytest.raises(
+        BadRequest, match=r"^inputs\[0\]\.data: shape \[3, 224, 224\] needs 150528 elements, got 1000000$"
+    ):
+        guard(bomb, LIMIT)
+
+
+def test_more_elements_than_the_limit_is_413():
+    data = b"[" + b"0," * (LIMIT) + b"0]"
+    raw = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[%d],"data":' % (LIMIT + 1) + data + b"}]}"
+    with pytest.raises(PayloadTooLarge, match="at most 1048576 are taken per request"):
+        guard(raw, LIMIT)
+
+
+def test_values_outside_the_data_are_bounded():
+    junk = [0] * (MAX_STRUCTURE_VALUES + 10)
+    raw = body([1], [0.5], parameters={"junk": junk}) + b" " * PRESCAN_BYTES
+    with pytest.raises(
+        BadRequest, match=r"^body: 655\d\d JSON values outside the inputs' data; at most 65536$"
+    ):
+        guard(raw, LIMIT)
+
+
+def test_big_data_under_a_malformed_outline_is_not_read():
+    raw = body("3x224x224", [0] * 600_000)
+    with pytest.raises(BadRequest, match=r"^inputs\[0\]: name, datatype and shape must be valid"):
+        guard(raw, LIMIT)
+
+
+def test_the_model_refuses_the_declared_shape_before_parsing():
+    found = guard(body([2, 3, 224, 224], [0.25] * 301_056), LIMIT)
+    with pytest.raises(BadRequest, match=r"^inputs\[0\]\.shape: input 'data_0' takes \[3, 224, 224\]"):
+        check_against_model(found, INFO)
+
+
+def test_invalid_json_is_400_without_parsing():
+    with pytest.raises(BadRequest, match=r"^Invalid JSON: Input data was truncated$"):
+        guard(b'{"inputs": [{"name": "data_0", "data": [' + b"0," * PRESCAN_BYTES, LIMIT)
