@@ -29,6 +29,7 @@ class AccessLogMiddleware:
             set_request_id(api_request_id),
             api_request_id or "",
             getattr(scope.get("aws.context"), "aws_request_id", "") or "",
+            _header(scope, b"x-amzn-trace-id"),
         )
         status = 500
         bytes_in = bytes_out = 0
@@ -62,6 +63,14 @@ class AccessLogMiddleware:
             await self.app(scope, receive_and_count, send_and_note)
         finally:
             finish()  # the app failed before it answered, or answered without a body message
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    """The first value of header ``name`` (lower-case), or ``""``."""
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return ""
 
 
 def _route(scope: Scope) -> str:

@@ -68,11 +68,17 @@ def configure(settings: Settings) -> None:
 
 
 def start_request(
-    method: str, path: str, request_id: str, api_request_id: str = "", lambda_request_id: str = ""
+    method: str,
+    path: str,
+    request_id: str,
+    api_request_id: str = "",
+    lambda_request_id: str = "",
+    trace_header: str = "",
 ) -> RequestObservation:
-    """Begin observing the request now being served (the current context's)."""
+    """Begin observing the request now being served (the current context's); ``trace_header`` is its
+    ``X-Amzn-Trace-Id``, which traces it outside Lambda."""
     observation = RequestObservation(method, path, request_id, api_request_id, lambda_request_id)
-    context = xray.trace_context()
+    context = xray.trace_context(trace_header)
     if context is not None:
         segment = xray.Subsegment("gateway", *context, namespace="")
         segment.annotations["request_id"] = request_id

@@ -6,7 +6,9 @@ botocore (~30 MB) into the image. Under Lambda none of that is used: the Lambda 
 segment, and the SDK only streams subsegments as documented here (the daemon protocol: a JSON header line,
 then one segment document per datagram). ``bench/observability.py`` measures both.
 
-Only under Lambda (``LAMBDA_TASK_ROOT``), and only when the invocation's ``_X_AMZN_TRACE_ID`` is sampled."""
+Under Lambda (``LAMBDA_TASK_ROOT``) when the invocation's ``_X_AMZN_TRACE_ID`` is sampled; elsewhere
+(uvicorn, a container) when the request's own ``X-Amzn-Trace-Id`` header is (a load balancer or API
+Gateway in front, with tracing on, sends it), hanging from the caller's segment."""
 
 from __future__ import annotations
 
@@ -75,14 +77,13 @@ class Subsegment:
         return doc
 
 
-def trace_context() -> tuple[str, str] | None:
-    """(trace id, parent id) of the current Lambda invocation when X-Ray samples it; else None.
+def trace_context(request_header: str = "") -> tuple[str, str] | None:
+    """(trace id, parent id) to hang this request's subsegments from, when X-Ray samples it; else None.
 
-    The Lambda runtime sets ``_X_AMZN_TRACE_ID`` before each invocation; the parent is the segment the
-    Lambda service records for it, which our subsegments hang from."""
-    if "LAMBDA_TASK_ROOT" not in os.environ:
-        return None
-    header = os.environ.get("_X_AMZN_TRACE_ID", "")
+    Under Lambda the runtime sets ``_X_AMZN_TRACE_ID`` before each invocation; the parent is the segment the
+    Lambda service records for it. Elsewhere the request's ``X-Amzn-Trace-Id`` header (``request_header``)
+    names the caller's segment."""
+    header = os.environ.get("_X_AMZN_TRACE_ID", "") if "LAMBDA_TASK_ROOT" in os.environ else request_header
     fields = dict(part.split("=", 1) for part in header.split(";") if "=" in part)
     root, parent = fields.get("Root"), fields.get("Parent")
     if not root or not parent or fields.get("Sampled") != "1":

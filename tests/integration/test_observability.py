@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from localdev.tritonserver import TritonServer
-from tests.telemetry import GatewayProcess, access_records, emf_documents, gateway_process, metric
+from tests.telemetry import (
+    GatewayProcess,
+    access_records,
+    emf_documents,
+    gateway_process,
+    metric,
+    xray_daemon,
+)
 
 PIXELS = base64.b64encode(np.zeros((3, 224, 224), np.float32).tobytes()).decode()
 DENSENET = {"inputs": [{"name": "data_0", "datatype": "FP32", "shape": [3, 224, 224], "b64": PIXELS}]}
@@ -207,3 +214,38 @@ def test_metrics_can_be_switched_off_and_the_record_stays(triton):
         response, docs, [record] = request_lines(gateway, lambda c: c.get("/health"))
     assert response.status_code == 200
     assert docs == [] and record["status"] == 200 and record["route"] == "/health"
+
+
+def test_a_traced_request_under_uvicorn_sends_a_subsegment_per_triton_call(triton: TritonServer):
+    # GIVEN a gateway under uvicorn (no Lambda) with a stand-in X-Ray daemon, and a caller whose load
+    # balancer or API Gateway stage traces it: a sampled X-Amzn-Trace-Id header
+    root, parent = "1-6753c3a1-0f1e2d3c4b5a69788796a5b4", "53995c3f42cd8ad8"
+    with (
+        xray_daemon() as daemon,
+        gateway_process(
+            {"TRITON_GRPC_URL": triton.grpc_url, "AWS_XRAY_DAEMON_ADDRESS": daemon.address}
+        ) as gateway,
+    ):
+        header = {"x-amzn-trace-id": f"Root={root};Parent={parent};Sampled=1"}
+        response, _, [record] = request_lines(
+            gateway, lambda c: c.post("/infer", json=DENSENET, headers=header)
+        )
+        segments = daemon.segments(want=record["triton_calls"] + 1)
+        # AND an unsampled request sends nothing
+        request_lines(
+            gateway,
+            lambda c: c.post("/infer", json=DENSENET, headers={"x-amzn-trace-id": f"Root={root};Sampled=0"}),
+        )
+        assert len(daemon.segments(want=len(segments) + 1, timeout=1.0)) == len(segments)
+    assert response.status_code == 200
+    # THEN the gateway's subsegment hangs from the caller's segment, and each Triton call from it
+    [top] = [s for s in segments if s["name"] == "gateway"]
+    assert (top["trace_id"], top["parent_id"]) == (root, parent)
+    calls = [s for s in segments if s["name"].startswith("Triton ")]
+    assert len(calls) == record["triton_calls"] >= 1
+    [infer] = [s for s in calls if s["name"] == "Triton ModelInfer"]
+    assert (infer["parent_id"], infer["annotations"]["model"], infer["annotations"]["outcome"]) == (
+        top["id"],
+        "densenet_onnx",
+        "ok",
+    )
