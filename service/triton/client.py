@@ -1,17 +1,16 @@
 """The one pooled Triton gRPC client: its calls, the one retry on a fresh channel, and the metadata cache.
-Deadlines (``deadline``), the channel's life (``channel``), the request's parts (``infer_request``) and the
-translation of gRPC failures (``failures``) are its neighbours. Nothing above this package sees gRPC."""
+Its neighbours own the deadline (``deadline``), the channel's life (``channel``), the request's parts
+(``infer_request``), the fan-out pool (``fan_out``) and the translation of gRPC failures (``failures``).
+Nothing above this package sees gRPC."""
 
 from __future__ import annotations
 
-import contextvars
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache, partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import Message
@@ -25,6 +24,7 @@ from service.triton.channel import ChannelPool, Pooled, tls_credentials
 from service.triton.convert import message_to_json, model_info
 from service.triton.deadline import Deadline
 from service.triton.failures import not_served, shed, translate
+from service.triton.fan_out import run_all
 from service.triton.infer_request import queue_timeout_us, retry_safe, set_parameters
 from service.triton.protos import service_pb2
 
@@ -34,10 +34,6 @@ if TYPE_CHECKING:
 # Importable from here as before the split.
 __all__ = ["Deadline", "TritonClient", "get_client", "queue_timeout_us", "tls_credentials"]
 
-T = TypeVar("T")
-
-# Concurrent Triton calls of one request with several images (a model that does not batch).
-_FAN_OUT_THREADS = 4
 # Distinct (model, version) pairs whose metadata is kept: far more than a gateway serves, small in memory.
 _METADATA_ENTRIES = 256
 
@@ -195,16 +191,9 @@ class TritonClient:
             return [self.infer(model, version, calls[0], outputs, deadline, request_id)]
         # The gRPC channel is thread-safe: the calls share it, each with the deadline's remaining time. Each
         # runs in a copy of this context, so it sends the request's id and is observed as part of it.
-        pool = _fan_out_pool()
-        futures = [
-            pool.submit(_in_context(self.infer), model, version, inputs, outputs, deadline, request_id)
-            for inputs in calls
-        ]
-        try:
-            return [future.result() for future in futures]
-        finally:
-            for future in futures:
-                future.cancel()
+        return run_all(
+            self.infer, [(model, version, inputs, outputs, deadline, request_id) for inputs in calls]
+        )
 
     # -- the channel -----------------------------------------------------------------------------------------
 
@@ -283,17 +272,6 @@ class TritonClient:
         if error.code() != grpc.StatusCode.UNAVAILABLE or shed(error):
             self._last_answer = time.monotonic()  # Triton answered, so the channel is alive
         return translate(error, deadline, model, url=self._url, host=self._host, tls=self._tls)
-
-
-def _in_context(call: Callable[..., T]) -> Callable[..., T]:
-    """``call``, to run in a copy of the current context (a pool thread would otherwise have an empty one)."""
-    return partial(contextvars.copy_context().run, call)
-
-
-@lru_cache(maxsize=1)
-def _fan_out_pool() -> ThreadPoolExecutor:
-    # Small: a Lambda has one or two vCPUs, and Triton queues what it cannot run at once anyway.
-    return ThreadPoolExecutor(max_workers=_FAN_OUT_THREADS, thread_name_prefix="triton-fan-out")
 
 
 def get_client(settings: Settings) -> TritonClient:
