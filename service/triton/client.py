@@ -1,129 +1,41 @@
-"""The one pooled Triton gRPC client: deadlines, channel life (max age, one retry on a fresh channel), the
-metadata cache, and the translation of gRPC failures into gateway errors. Nothing above this module sees
-gRPC."""
+"""The one pooled Triton gRPC client: its calls, the one retry on a fresh channel, and the metadata cache.
+Its neighbours own the deadline (``deadline``), the channel's life (``channel``), the request's parts
+(``infer_request``), the fan-out pool (``fan_out``) and the translation of gRPC failures (``failures``).
+Nothing above this package sees gRPC."""
 
 from __future__ import annotations
 
-import contextvars
-import random
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache, partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import Message
 
 from service import observability
-from service.errors import (
-    BadRequest,
-    GatewayError,
-    ModelNotFound,
-    TritonRejected,
-    TritonTimeout,
-    TritonUnavailable,
-    UpstreamError,
-)
+from service.errors import BadRequest, GatewayError, ModelNotFound
 from service.protocol.metadata import ModelInfo
 from service.request_context import current_request_id
 from service.settings import Settings
+from service.triton.channel import ChannelPool, Pooled, tls_credentials
 from service.triton.convert import message_to_json, model_info
-from service.triton.protos import service_pb2, service_pb2_grpc
+from service.triton.deadline import Deadline
+from service.triton.failures import not_served, shed, translate
+from service.triton.fan_out import run_all
+from service.triton.infer_request import queue_timeout_us, retry_safe, set_parameters
+from service.triton.protos import service_pb2
 
 if TYPE_CHECKING:
     from service.protocol.tensors import InferResult, OutputSpec, Tensor
-from service.triton.scrub import scrub
 
-T = TypeVar("T")
+# Importable from here as before the split.
+__all__ = ["Deadline", "TritonClient", "get_client", "queue_timeout_us", "tls_credentials"]
 
-# Triton's own limit (src/core/constants.h); gRPC's 4 MB default would refuse one 1x3x224x224 batch of 2.
-_MAX_MESSAGE_BYTES = 2**31 - 1
-_CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-    # Channels to one target otherwise share subchannels from a global pool, so a "fresh" channel would
-    # inherit the old one's connection back-off and fail at once after Triton restarts.
-    ("grpc.use_local_subchannel_pool", 1),
-]
-# What Triton says when it sheds a request (UNAVAILABLE): its queue is full, or the request waited in it
-# past the model's queue timeout. Overload, not an outage: an answer from a live Triton, so never retried,
-# and told apart from a broken connection (also UNAVAILABLE).
-_SHED_MESSAGES = ("exceeds maximum queue size", "request timeout expired")
-# Concurrent Triton calls of one request with several images (a model that does not batch).
-_FAN_OUT_THREADS = 4
-# Running these twice changes a sequence model's state: such a request is never retried.
-_SEQUENCE_PARAMETERS = frozenset({"sequence_id", "sequence_start", "sequence_end"})
-# Channels are re-opened after 90-100 % of their max age, so environments started together (a burst of
-# cold starts) do not all reconnect in the same second.
-_MAX_AGE_JITTER = 0.1
-# A call given this share of the request's budget timed out on Triton; with less, the time went elsewhere.
-_MOST_OF_THE_BUDGET = 0.9
 # Distinct (model, version) pairs whose metadata is kept: far more than a gateway serves, small in memory.
 _METADATA_ENTRIES = 256
-# gRPC's wording when the TLS handshake to Triton fails on its certificate.
-_TLS_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "Hostname Verification", "handshake failed")
-
-
-class Deadline:
-    """The time one request may still spend on Triton calls."""
-
-    def __init__(self, seconds: float) -> None:
-        self.budget = seconds
-        self._expires = time.monotonic() + seconds
-        self._given = seconds  # what the latest Triton call was given
-
-    def remaining(self) -> float:
-        """Seconds left; raises :class:`TritonTimeout` once none are (Triton is then not called at all)."""
-        left = self.seconds_left()
-        if left <= 0:
-            # The time went before this call (image decoding, earlier calls): Triton was not the slow part.
-            raise TritonTimeout(
-                f"the request's deadline of {self.budget:.1f} s passed before Triton was called"
-            )
-        self._given = left
-        return left
-
-    def missed(self) -> TritonTimeout:
-        """The error for a Triton call that did not answer in the time :meth:`remaining` gave it."""
-        given = self._given
-        if given >= self.budget * _MOST_OF_THE_BUDGET:
-            return TritonTimeout(f"Triton did not answer within the {self.budget:.1f} s deadline")
-        return TritonTimeout(
-            f"the request's deadline of {self.budget:.1f} s passed: Triton did not answer in the "
-            f"{given:.2f} s that were left of it"
-        )
-
-    def seconds_left(self) -> float:
-        """Seconds left, 0 once none are (never raises)."""
-        return max(self._expires - time.monotonic(), 0.0)
-
-
-class _Pooled:
-    """One gRPC channel and its life: when it is due for replacement, the calls still running on it, and
-    whether Triton has answered on it (so a later UNAVAILABLE means its connection just broke)."""
-
-    def __init__(
-        self,
-        url: str,
-        max_age: float,
-        credentials: grpc.ChannelCredentials | None,
-        options: Sequence[tuple[str, int | str]],
-    ) -> None:
-        self.channel = (
-            grpc.insecure_channel(url, options=options)
-            if credentials is None
-            else grpc.secure_channel(url, credentials, options=options)
-        )
-        self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
-        jitter = 1.0 - random.uniform(0.0, _MAX_AGE_JITTER)
-        self.expires = time.monotonic() + max_age * jitter if max_age > 0 else float("inf")
-        self.in_flight = 0
-        self.answered = False
-        self.retired = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,22 +63,15 @@ class TritonClient:
         :func:`tls_credentials`) make the channels TLS; ``server_name`` is the name Triton's certificate
         must carry when it is not the host of ``url``."""
         self._url = url
-        self._credentials = credentials
-        self._options: list[tuple[str, int | str]] = [*_CHANNEL_OPTIONS]
-        if server_name:
-            self._options.append(("grpc.ssl_target_name_override", server_name))
+        self._tls = credentials is not None
+        self._channels = ChannelPool(url, channel_max_age, credentials, server_name)
         self._host = url.rsplit(":", 1)[0]
         self._metadata_ttl = metadata_ttl
         self._idle_reconnect = idle_reconnect
-        self._channel_max_age = channel_max_age
-        self._lock = threading.Lock()
-        self._pooled: _Pooled | None = None
-        self._retired: set[_Pooled] = set()
         self._last_answer = 0.0
         # Least recently used first, at most ``metadata_entries``: callers naming many models cannot grow it.
         self._metadata: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
         self._metadata_entries = metadata_entries
-        self._opened = 0
 
     # -- health ----------------------------------------------------------------------------------------------
 
@@ -220,7 +125,7 @@ class TritonClient:
             # Triton answers INVALID_ARGUMENT ("requested model ... is not available"), not NOT_FOUND.
             if model is None:
                 raise
-            raise ModelNotFound(_not_served(model)) from None
+            raise ModelNotFound(not_served(model)) from None
 
     def infer(
         self,
@@ -245,8 +150,7 @@ class TritonClient:
         request = service_pb2.ModelInferRequest(
             model_name=model, model_version=version, id=current_request_id() or request_id
         )
-        for key, value in (parameters or {}).items():
-            _set_parameter(request.parameters[key], value, key)
+        set_parameters(request, parameters or {})
         config = self.model_info(model, version, deadline).config
         timeout_us = queue_timeout_us(config, deadline.remaining(), (parameters or {}).get("timeout"))
         if timeout_us is not None:
@@ -259,8 +163,8 @@ class TritonClient:
             wanted = request.outputs.add(name=output.name)
             if output.class_count:
                 wanted.parameters["classification"].int64_param = output.class_count
-        retry_safe = not _SEQUENCE_PARAMETERS.intersection(parameters or {})
-        response = self._call("ModelInfer", request, deadline, model=(model, version), retry_safe=retry_safe)
+        safe = retry_safe(parameters or {})
+        response = self._call("ModelInfer", request, deadline, model=(model, version), retry_safe=safe)
         observability.note_model(response.model_name, response.model_version)
         tensors = [
             Tensor(
@@ -287,78 +191,20 @@ class TritonClient:
             return [self.infer(model, version, calls[0], outputs, deadline, request_id)]
         # The gRPC channel is thread-safe: the calls share it, each with the deadline's remaining time. Each
         # runs in a copy of this context, so it sends the request's id and is observed as part of it.
-        pool = _fan_out_pool()
-        futures = [
-            pool.submit(_in_context(self.infer), model, version, inputs, outputs, deadline, request_id)
-            for inputs in calls
-        ]
-        try:
-            return [future.result() for future in futures]
-        finally:
-            for future in futures:
-                future.cancel()
+        return run_all(
+            self.infer, [(model, version, inputs, outputs, deadline, request_id) for inputs in calls]
+        )
 
     # -- the channel -----------------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close every channel now (calls still running on them fail); the next call opens a new one."""
-        with self._lock:
-            pooled = [*self._retired, *([self._pooled] if self._pooled else [])]
-            self._pooled, self._retired = None, set()
-        for entry in pooled:
-            entry.channel.close()
+        self._channels.close()
 
     @property
     def channels_opened(self) -> int:
         """How many channels this client has opened (for tests and diagnostics)."""
-        return self._opened
-
-    def _acquire(self) -> _Pooled:
-        # The current channel, replaced once past its max age; the caller must _release it.
-        idle: _Pooled | None = None
-        with self._lock:
-            current = self._pooled
-            if current is not None and current.expires <= time.monotonic():
-                idle = self._retire_locked(current)
-                current = None
-            if current is None:
-                current = self._pooled = _Pooled(
-                    self._url, self._channel_max_age, self._credentials, self._options
-                )
-                self._opened += 1
-            current.in_flight += 1
-        if idle is not None:
-            idle.channel.close()
-        return current
-
-    def _release(self, pooled: _Pooled) -> None:
-        with self._lock:
-            pooled.in_flight -= 1
-            closing = pooled.retired and pooled.in_flight == 0 and pooled in self._retired
-            if closing:
-                self._retired.discard(pooled)
-        if closing:
-            pooled.channel.close()
-
-    def _retire(self, pooled: _Pooled) -> None:
-        with self._lock:
-            idle = self._retire_locked(pooled)
-        if idle is not None:
-            idle.channel.close()
-
-    def _retire_locked(self, pooled: _Pooled) -> _Pooled | None:
-        # New calls go to a new channel; calls still running on this one finish there, and the last one
-        # to finish closes it (closing it now would cancel them). Returns the channel to close now when
-        # none is running on it.
-        if self._pooled is pooled:
-            self._pooled = None
-        if pooled.retired:
-            return None
-        pooled.retired = True
-        if pooled.in_flight == 0:
-            return pooled
-        self._retired.add(pooled)
-        return None
+        return self._channels.opened
 
     def _call(
         self,
@@ -380,40 +226,40 @@ class TritonClient:
         model: tuple[str, str] | None,
         retry_safe: bool,
     ) -> Any:
-        pooled = self._acquire()
+        pooled = self._channels.acquire()
         idle = time.monotonic() - self._last_answer
         try:
             return self._invoke(pooled, method, request, deadline)
         except grpc.RpcError as first:
             if not (retry_safe and self._worth_retrying(first, pooled, idle)):
                 raise self._translate(first, deadline, model) from None
-            self._retire(pooled)
+            self._channels.retire(pooled)
         finally:
-            self._release(pooled)
-        pooled = self._acquire()
+            self._channels.release(pooled)
+        pooled = self._channels.acquire()
         try:
             return self._invoke(pooled, method, request, deadline)
         except grpc.RpcError as second:
             raise self._translate(second, deadline, model) from None
         finally:
-            self._release(pooled)
+            self._channels.release(pooled)
 
-    def _worth_retrying(self, error: grpc.RpcError, pooled: _Pooled, idle: float) -> bool:
+    def _worth_retrying(self, error: grpc.RpcError, pooled: Pooled, idle: float) -> bool:
         # One fresh channel tells a dead connection from a Triton that is down: after idleness (a frozen
         # Lambda, an NLB that dropped the flow, a restarted Triton), or when a channel Triton answered on
         # just broke (a Triton killed or drained behind the balancer: the fresh connection reaches another).
         # A channel that never got an answer is not retried, so a Triton that stays down costs one attempt
         # per call, not two; Triton's own shedding answers are never retried.
-        if error.code() != grpc.StatusCode.UNAVAILABLE or _shed(error):
+        if error.code() != grpc.StatusCode.UNAVAILABLE or shed(error):
             return False
         return pooled.answered or idle >= self._idle_reconnect
 
-    def _invoke(self, pooled: _Pooled, method: str, request: Message, deadline: Deadline) -> Any:
+    def _invoke(self, pooled: Pooled, method: str, request: Message, deadline: Deadline) -> Any:
         rpc: Callable[..., Any] = getattr(pooled.stub, method)
         try:
             response = rpc(request, timeout=deadline.remaining())
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE or _shed(error):
+            if error.code() != grpc.StatusCode.UNAVAILABLE or shed(error):
                 pooled.answered = True  # Triton answered, so the connection is alive
             raise
         pooled.answered = True
@@ -423,115 +269,9 @@ class TritonClient:
     def _translate(
         self, error: grpc.RpcError, deadline: Deadline, model: tuple[str, str] | None
     ) -> GatewayError:
-        # 5xx answers carry a fixed message per kind; Triton's own text (backend exceptions, file paths,
-        # addresses) goes to the log only, through ``detail``.
-        code = error.code()
-        if code != grpc.StatusCode.UNAVAILABLE or _shed(error):
+        if error.code() != grpc.StatusCode.UNAVAILABLE or shed(error):
             self._last_answer = time.monotonic()  # Triton answered, so the channel is alive
-        raw = error.details() or ""
-        detail = f"{code.name}: {raw}"
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            timeout = deadline.missed()
-            timeout.detail = detail
-            return timeout
-        if code == grpc.StatusCode.NOT_FOUND:
-            return ModelNotFound(
-                _not_served(model) if model else scrub(raw, self._url, self._host), detail=detail
-            )
-        if _shed(error):
-            return _shed_answer(deadline, detail)
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-            if self._credentials is not None and any(word in raw for word in _TLS_FAILURES):
-                return TritonUnavailable(
-                    "Triton is unavailable: its TLS certificate did not verify",
-                    {"Retry-After": "1"},
-                    detail="TLS to Triton failed certificate verification (check TRITON_GRPC_TLS_CA and "
-                    f"TRITON_GRPC_TLS_SERVER_NAME): {detail}",
-                )
-            return TritonUnavailable("Triton is unavailable; try again shortly", {"Retry-After": "1"}, detail)
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            return TritonRejected("Triton is overloaded; try again shortly", {"Retry-After": "1"}, detail)
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            return BadRequest(scrub(raw, self._url, self._host), detail=detail)
-        return UpstreamError(f"Triton failed to run the request ({code.name})", detail=detail)
-
-
-def queue_timeout_us(config: Mapping[str, Any], remaining: float, asked: Any = None) -> int | None:
-    """The ``timeout`` (microseconds) to ask Triton for, from a model's config (as v2 JSON): the least of
-    the request's remaining deadline, the model's default queue timeout and the caller's own ``timeout``,
-    so Triton drops work whose caller has given up and never queues it longer than the model says. None
-    when the model's queue policy does not let a request override its timeout (Triton would ignore it)."""
-    policy = config.get("dynamic_batching", {}).get("default_queue_policy", {})
-    if not policy.get("allow_timeout_override"):
-        return None
-    candidates = [max(int(remaining * 1_000_000), 1)]
-    default = int(policy.get("default_timeout_microseconds") or 0)
-    if default > 0:  # 0 is "no timeout"
-        candidates.append(default)
-    if isinstance(asked, int) and not isinstance(asked, bool) and asked > 0:
-        candidates.append(asked)
-    return min(candidates)
-
-
-def _shed_answer(deadline: Deadline, detail: str) -> GatewayError:
-    # The queue timeout we passed may be the caller's remaining deadline: then it is the deadline that
-    # passed, not Triton that is overloaded.
-    if deadline.seconds_left() < 0.005:
-        timeout = deadline.missed()
-        timeout.detail = detail
-        return timeout
-    return TritonRejected("Triton is overloaded; try again shortly", {"Retry-After": "1"}, detail)
-
-
-def _shed(error: grpc.RpcError) -> bool:
-    """Whether Triton refused the request for overload (it answered: the channel is alive)."""
-    details = (error.details() or "").lower()
-    return error.code() == grpc.StatusCode.UNAVAILABLE and any(m in details for m in _SHED_MESSAGES)
-
-
-def _set_parameter(parameter: service_pb2.InferParameter, value: Any, key: str) -> None:
-    # bool before int: JSON true is a Python bool, which is also an int.
-    try:
-        if isinstance(value, bool):
-            parameter.bool_param = value
-        elif isinstance(value, int):
-            parameter.int64_param = value
-        elif isinstance(value, float):
-            parameter.double_param = value
-        elif isinstance(value, str):
-            parameter.string_param = value
-        else:
-            raise TypeError
-    except (TypeError, ValueError):
-        raise BadRequest(
-            f"parameters.{key}: a parameter is a boolean, a 64-bit integer, a number or a string, "
-            f"got {value!r}"
-        ) from None
-
-
-def _not_served(model: tuple[str, str]) -> str:
-    name, version = model
-    return (
-        f"model {name!r} version {version!r} is not served here"
-        if version
-        else f"model {name!r} is not served here"
-    )
-
-
-def _in_context(call: Callable[..., T]) -> Callable[..., T]:
-    """``call``, to run in a copy of the current context (a pool thread would otherwise have an empty one)."""
-    return partial(contextvars.copy_context().run, call)
-
-
-@lru_cache(maxsize=1)
-def _fan_out_pool() -> ThreadPoolExecutor:
-    # Small: a Lambda has one or two vCPUs, and Triton queues what it cannot run at once anyway.
-    return ThreadPoolExecutor(max_workers=_FAN_OUT_THREADS, thread_name_prefix="triton-fan-out")
-
-
-def tls_credentials(ca_pem: str) -> grpc.ChannelCredentials:
-    """TLS credentials that trust ``ca_pem`` (PEM text; empty: the system's roots)."""
-    return grpc.ssl_channel_credentials(root_certificates=ca_pem.encode() if ca_pem else None)
+        return translate(error, deadline, model, url=self._url, host=self._host, tls=self._tls)
 
 
 def get_client(settings: Settings) -> TritonClient:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.triton.client import queue_timeout_us
+from service.triton.infer_request import queue_timeout_us
 
 
 def config(timeout_us: int, override: bool = True) -> dict[str, object]:

@@ -1,0 +1,135 @@
+"""The pooled gRPC channel to Triton and its life: options, TLS, re-opening past a max age, and closing a
+retired channel only once the calls still running on it are done."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Sequence
+
+import grpc
+
+from service.triton.protos import service_pb2_grpc
+
+# Triton's own limit (src/core/constants.h); gRPC's 4 MB default would refuse one 1x3x224x224 batch of 2.
+_MAX_MESSAGE_BYTES = 2**31 - 1
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+    # Channels to one target otherwise share subchannels from a global pool, so a "fresh" channel would
+    # inherit the old one's connection back-off and fail at once after Triton restarts.
+    ("grpc.use_local_subchannel_pool", 1),
+]
+# Channels are re-opened after 90-100 % of their max age, so environments started together (a burst of
+# cold starts) do not all reconnect in the same second.
+_MAX_AGE_JITTER = 0.1
+
+
+def tls_credentials(ca_pem: str) -> grpc.ChannelCredentials:
+    """TLS credentials that trust ``ca_pem`` (PEM text; empty: the system's roots)."""
+    return grpc.ssl_channel_credentials(root_certificates=ca_pem.encode() if ca_pem else None)
+
+
+class Pooled:
+    """One gRPC channel and its life: when it is due for replacement, the calls still running on it, and
+    whether Triton has answered on it (so a later UNAVAILABLE means its connection just broke)."""
+
+    def __init__(
+        self,
+        url: str,
+        max_age: float,
+        credentials: grpc.ChannelCredentials | None,
+        options: Sequence[tuple[str, int | str]],
+    ) -> None:
+        self.channel = (
+            grpc.insecure_channel(url, options=options)
+            if credentials is None
+            else grpc.secure_channel(url, credentials, options=options)
+        )
+        self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        jitter = 1.0 - random.uniform(0.0, _MAX_AGE_JITTER)
+        self.expires = time.monotonic() + max_age * jitter if max_age > 0 else float("inf")
+        self.in_flight = 0
+        self.answered = False
+        self.retired = False
+
+
+class ChannelPool:
+    """The current channel to one Triton (opened on first use, replaced past its max age or when retired)
+    and the retired ones still finishing calls."""
+
+    def __init__(
+        self,
+        url: str,
+        max_age: float,
+        credentials: grpc.ChannelCredentials | None,
+        server_name: str,
+    ) -> None:
+        """``max_age`` (seconds, 0 = never); ``server_name`` is the name Triton's certificate must carry
+        when it is not the host of ``url``."""
+        self._url = url
+        self._max_age = max_age
+        self._credentials = credentials
+        self._options: list[tuple[str, int | str]] = [*_CHANNEL_OPTIONS]
+        if server_name:
+            self._options.append(("grpc.ssl_target_name_override", server_name))
+        self._lock = threading.Lock()
+        self._pooled: Pooled | None = None
+        self._retired: set[Pooled] = set()
+        self.opened = 0
+
+    def close(self) -> None:
+        """Close every channel now (calls still running on them fail); the next call opens a new one."""
+        with self._lock:
+            pooled = [*self._retired, *([self._pooled] if self._pooled else [])]
+            self._pooled, self._retired = None, set()
+        for entry in pooled:
+            entry.channel.close()
+
+    def acquire(self) -> Pooled:
+        """The current channel, replaced once past its max age; the caller must :meth:`release` it."""
+        idle: Pooled | None = None
+        with self._lock:
+            current = self._pooled
+            if current is not None and current.expires <= time.monotonic():
+                idle = self._retire_locked(current)
+                current = None
+            if current is None:
+                current = self._pooled = Pooled(self._url, self._max_age, self._credentials, self._options)
+                self.opened += 1
+            current.in_flight += 1
+        if idle is not None:
+            idle.channel.close()
+        return current
+
+    def release(self, pooled: Pooled) -> None:
+        """End one call on ``pooled``; the last call on a retired channel closes it."""
+        with self._lock:
+            pooled.in_flight -= 1
+            closing = pooled.retired and pooled.in_flight == 0 and pooled in self._retired
+            if closing:
+                self._retired.discard(pooled)
+        if closing:
+            pooled.channel.close()
+
+    def retire(self, pooled: Pooled) -> None:
+        """Send new calls to a new channel; ``pooled`` closes once its running calls are done."""
+        with self._lock:
+            idle = self._retire_locked(pooled)
+        if idle is not None:
+            idle.channel.close()
+
+    def _retire_locked(self, pooled: Pooled) -> Pooled | None:
+        # New calls go to a new channel; calls still running on this one finish there, and the last one
+        # to finish closes it (closing it now would cancel them). Returns the channel to close now when
+        # none is running on it.
+        if self._pooled is pooled:
+            self._pooled = None
+        if pooled.retired:
+            return None
+        pooled.retired = True
+        if pooled.in_flight == 0:
+            return pooled
+        self._retired.add(pooled)
+        return None
