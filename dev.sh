@@ -11,6 +11,16 @@ PY=${PYTHON:-python3}
 VENV=.venv
 DEPLOY_VENV=.venv-deploy
 
+# Installs Debian package $1 when root with apt-get; otherwise says what needs it ($2) and how to install it.
+apt_install() {
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq "$1" >/dev/null
+    else
+        echo "dev.sh: $2 (Debian/Ubuntu: sudo apt-get install $1)" >&2
+        exit 1
+    fi
+}
+
 ensure_venv_module() {
     if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
         echo "dev.sh: Python 3.11+ is needed; $PY is $("$PY" --version 2>&1) (set PYTHON=python3.12 to pick one)" >&2
@@ -20,12 +30,7 @@ ensure_venv_module() {
         return
     fi
     # Debian and Ubuntu ship venv/ensurepip in a separate package.
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
-    else
-        echo "dev.sh: $PY has no venv module; install it (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2
-        exit 1
-    fi
+    apt_install python3-venv "$PY has no venv module; install it"
 }
 
 # tests/integration/test_readme.py runs the README's curl commands as written.
@@ -33,12 +38,7 @@ ensure_curl() {
     if command -v curl >/dev/null; then
         return
     fi
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq curl >/dev/null
-    else
-        echo "dev.sh: the README tests need curl (Debian/Ubuntu: sudo apt-get install curl)" >&2
-        exit 1
-    fi
+    apt_install curl "the README tests need curl"
 }
 
 # The python-backend stub bundled with the local tritonserver links the shared libpython of its version.
@@ -52,12 +52,7 @@ ensure_libpython() {
         || [ -e "$libdir/libpython$version.so.1.0" ]; then
         return
     fi
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq "libpython$version" >/dev/null
-    else
-        echo "dev.sh: the local Triton needs libpython$version.so.1.0 (Debian/Ubuntu: sudo apt-get install libpython$version)" >&2
-        exit 1
-    fi
+    apt_install "libpython$version" "the local Triton needs libpython$version.so.1.0"
 }
 
 # The fleet tests put HAProxy (TCP mode) in front of several Tritons, as the NLB is in production.
@@ -65,12 +60,7 @@ ensure_haproxy() {
     if command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; then
         return
     fi
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq haproxy >/dev/null
-    else
-        echo "dev.sh: the fleet tests need haproxy (Debian/Ubuntu: sudo apt-get install haproxy)" >&2
-        exit 1
-    fi
+    apt_install haproxy "the fleet tests need haproxy"
 }
 
 # perf_analyzer (bench/ and its compatibility test) links Debian's libb64.
@@ -78,12 +68,7 @@ ensure_libb64() {
     if PATH="$PATH:/sbin:/usr/sbin" ldconfig -p | grep -F "libb64.so.0d" >/dev/null; then
         return
     fi
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq libb64-0d >/dev/null
-    else
-        echo "dev.sh: perf_analyzer needs libb64.so.0d (Debian/Ubuntu: sudo apt-get install libb64-0d)" >&2
-        exit 1
-    fi
+    apt_install libb64-0d "perf_analyzer needs libb64.so.0d"
 }
 
 # tests/browser drives Debian's Chromium through Playwright (Playwright's own browser download is not used).
@@ -91,12 +76,7 @@ ensure_chromium() {
     if [ -x /usr/bin/chromium ]; then
         return
     fi
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq chromium >/dev/null
-    else
-        echo "dev.sh: the browser tests need /usr/bin/chromium (Debian/Ubuntu: sudo apt-get install chromium)" >&2
-        exit 1
-    fi
+    apt_install chromium "the browser tests need /usr/bin/chromium"
 }
 
 setup_main() {

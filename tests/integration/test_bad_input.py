@@ -75,6 +75,21 @@ def v2_binary(header: dict[str, Any], binary: bytes) -> tuple[bytes, dict[str, s
     return head + binary, {"Inference-Header-Content-Length": str(len(head))}
 
 
+def dense_binary(binary_data_size: object, sections: bytes):
+    """A v2 binary request for densenet's one input declaring ``binary_data_size``, with ``sections``."""
+    header = {
+        "inputs": [
+            {
+                "name": "data_0",
+                "datatype": "FP32",
+                "shape": [3, 224, 224],
+                "parameters": {"binary_data_size": binary_data_size},
+            }
+        ]
+    }
+    return lambda: v2_binary(header, sections)
+
+
 # -- the cases -----------------------------------------------------------------------------------------------
 
 
@@ -222,60 +237,9 @@ HTTP_CASES = [
     ),
     raw_case("header length not a number", V2, b"{}", {"Inference-Header-Content-Length": "abc"}),
     raw_case("header length past the body", V2, b"{}", {"Inference-Header-Content-Length": "99"}),
-    Http(
-        "binary_data_size past the body",
-        "POST",
-        V2,
-        lambda: v2_binary(
-            {
-                "inputs": [
-                    {
-                        "name": "data_0",
-                        "datatype": "FP32",
-                        "shape": [3, 224, 224],
-                        "parameters": {"binary_data_size": 602112},
-                    }
-                ]
-            },
-            b"\0" * 16,
-        ),
-    ),
-    Http(
-        "binary_data_size true",
-        "POST",
-        V2,
-        lambda: v2_binary(
-            {
-                "inputs": [
-                    {
-                        "name": "data_0",
-                        "datatype": "FP32",
-                        "shape": [3, 224, 224],
-                        "parameters": {"binary_data_size": True},
-                    }
-                ]
-            },
-            b"",
-        ),
-    ),
-    Http(
-        "bytes after the binary inputs",
-        "POST",
-        V2,
-        lambda: v2_binary(
-            {
-                "inputs": [
-                    {
-                        "name": "data_0",
-                        "datatype": "FP32",
-                        "shape": [3, 224, 224],
-                        "parameters": {"binary_data_size": 602112},
-                    }
-                ]
-            },
-            b"\0" * 602120,
-        ),
-    ),
+    Http("binary_data_size past the body", "POST", V2, dense_binary(602112, b"\0" * 16)),
+    Http("binary_data_size true", "POST", V2, dense_binary(True, b"")),
+    Http("bytes after the binary inputs", "POST", V2, dense_binary(602112, b"\0" * 602120)),
     # compressed bodies
     raw_case(
         "65 kB gzip inflating to 16 MB of numbers",
