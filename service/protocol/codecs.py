@@ -58,14 +58,7 @@ def from_json_data(data: list[Any], datatype: str, shape: Sequence[int], field: 
             f"{field}: {datatype} takes {_kind_words(want.kind)}, got {_kind_words(inferred.dtype.kind)}"
         )
     _check_json_shape(inferred.shape, shape, field)
-    if want.kind in "iu" and inferred.size:
-        info = np.iinfo(want)
-        low, high = inferred.min(), inferred.max()
-        if low < info.min or high > info.max:
-            raise BadRequest(
-                f"{field}: values must fit {datatype} [{info.min}, {info.max}], got {low}..{high}"
-            )
-    return inferred.astype(want, copy=False).reshape(shape)
+    return _cast_checked(inferred, want, datatype, shape, field)
 
 
 def from_json_numbers(
@@ -76,14 +69,21 @@ def from_json_numbers(
     :func:`from_json_data` on the same elements."""
     want = NUMPY_DTYPES[datatype]
     _check_json_shape(tuple(nesting), shape, field)
-    if want.kind in "iu" and flat.size:
+    return _cast_checked(flat, want, datatype, shape, field)
+
+
+def _cast_checked(
+    values: Array, want: np.dtype[Any], datatype: str, shape: Sequence[int], field: str
+) -> Array:
+    """``values`` cast to ``want`` and shaped; 400 when an integer datatype cannot hold one of them."""
+    if want.kind in "iu" and values.size:
         info = np.iinfo(want)
-        low, high = flat.min(), flat.max()
+        low, high = values.min(), values.max()
         if low < info.min or high > info.max:
             raise BadRequest(
                 f"{field}: values must fit {datatype} [{info.min}, {info.max}], got {low}..{high}"
             )
-    return flat.astype(want, copy=False).reshape(shape)
+    return values.astype(want, copy=False).reshape(shape)
 
 
 def from_raw_bytes(raw: bytes | memoryview, datatype: str, shape: Sequence[int], field: str) -> Array:
