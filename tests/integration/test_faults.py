@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 import socket
@@ -10,23 +9,13 @@ import time
 from collections.abc import Iterator
 
 import httpx
-import numpy as np
 import pytest
 
 from localdev.tritonserver import TritonServer
 from service.settings import Settings
+from tests.bodies import DENSENET, slow
 from tests.gateway import serve_gateway
 from tests.settle import settled
-
-PIXELS = base64.b64encode(np.zeros((3, 224, 224), np.float32).tobytes()).decode()
-DENSENET = {"inputs": [{"name": "data_0", "datatype": "FP32", "shape": [3, 224, 224], "b64": PIXELS}]}
-
-
-def slow(ms: int) -> dict[str, object]:
-    return {
-        "model": "slow_model",
-        "inputs": [{"name": "DELAY_MS", "datatype": "INT32", "shape": [1], "data": [ms]}],
-    }
 
 
 @pytest.fixture

@@ -3,15 +3,14 @@ record), read back as CloudWatch would; and Triton's own log lines found from an
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import numpy as np
 import pytest
 
 from localdev.tritonserver import TritonServer
+from tests.bodies import DENSENET, slow
 from tests.telemetry import (
     GatewayProcess,
     access_records,
@@ -20,16 +19,6 @@ from tests.telemetry import (
     metric,
     xray_daemon,
 )
-
-PIXELS = base64.b64encode(np.zeros((3, 224, 224), np.float32).tobytes()).decode()
-DENSENET = {"inputs": [{"name": "data_0", "datatype": "FP32", "shape": [3, 224, 224], "b64": PIXELS}]}
-
-
-def slow(ms: int) -> dict[str, object]:
-    return {
-        "model": "slow_model",
-        "inputs": [{"name": "DELAY_MS", "datatype": "INT32", "shape": [1], "data": [ms]}],
-    }
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
+from tests import bodies
 from tests.image_reference import jpeg
 from tests.lambda_events import LambdaContext, load_event
 from tests.telemetry import ROOT, access_records, emf_documents, metric, metric_names, xray_daemon
@@ -21,12 +21,8 @@ from tests.telemetry import ROOT, access_records, emf_documents, metric, metric_
 ROOT_ID = "1-6753c3a1-0f1e2d3c4b5a69788796a5b4"
 PARENT_ID = "53995c3f42cd8ad8"
 LAMBDA_REQUEST_ID = "8f5e3c1a-0b7d-4c2e-9a61-3d2f1e0c9b8a"
-PIXELS = base64.b64encode(np.zeros((3, 224, 224), np.float32).tobytes()).decode()
-DENSENET = json.dumps(
-    {"inputs": [{"name": "data_0", "datatype": "FP32", "shape": [3, 224, 224], "b64": PIXELS}]}
-)
-DELAY = {"name": "DELAY_MS", "datatype": "INT32", "shape": [1], "data": [3000]}
-SLOW = json.dumps({"model": "slow_model", "inputs": [DELAY]})
+DENSENET = json.dumps(bodies.DENSENET)
+SLOW = json.dumps(bodies.slow(3000))
 
 
 @pytest.fixture
