@@ -121,6 +121,14 @@ def to_raw_bytes(array: Array, datatype: str) -> bytes:
     return np.ascontiguousarray(array, dtype=dtype).tobytes()
 
 
+def raw_buffer(array: Array, datatype: str) -> bytes | memoryview:
+    """The raw little-endian form Triton reads, as a view of the array's own memory when it already is
+    that form (a tensor decoded from base64 or a v2 binary section: no copy); otherwise as new bytes."""
+    if datatype != "BYTES" and array.dtype == NUMPY_DTYPES[datatype] and array.flags.c_contiguous:
+        return array.data
+    return to_raw_bytes(array, datatype)
+
+
 def serialize_bytes(array: Array) -> bytes:
     """BYTES elements framed as little-endian uint32 length + bytes, in row-major order."""
     parts: list[bytes] = []

@@ -35,11 +35,12 @@ from service.routes.common import (
     raw_json_body,
     read_body,
 )
-from service.routes.plane import InferenceDep
+from service.routes.lean import LeanRoute, lean
+from service.routes.plane import Inference, InferenceDep, request_inference
 from service.settings import Settings
 from service.triton import Deadline
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], route_class=LeanRoute)
 
 # curl -d sends form encoding and fetch() text/plain unless told otherwise; both carry JSON here.
 _JSON_TYPES = frozenset({"", "application/json", "application/x-www-form-urlencoded", "text/plain"})
@@ -61,6 +62,16 @@ def _openapi_body() -> dict[str, Any]:
     return extra
 
 
+_QUERY_PARAMETERS = frozenset({"model", "version", "top_k"})
+
+
+async def _lean_infer(request: Request) -> Response | None:
+    # Without its query parameters infer() has nothing to validate (FastAPI ignores any others): all None.
+    if request.scope.get("query_string") and not _QUERY_PARAMETERS.isdisjoint(request.query_params):
+        return None
+    return await _serve(request, request_inference(request), None, None, None)
+
+
 @router.post(
     "/infer",
     summary="Run a model on tensors or images",
@@ -71,6 +82,7 @@ def _openapi_body() -> dict[str, Any]:
     },
     openapi_extra=_openapi_body(),
 )
+@lean(_lean_infer)
 async def infer(
     request: Request,
     inference: InferenceDep,
@@ -83,6 +95,12 @@ async def infer(
     or `images`, base64 JPEG/PNG/WebP), a raw image body (`curl --data-binary @cat.jpg -H 'content-type:
     image/jpeg'`) or multipart files. Images are resized (bilinear) and scaled to the model's image input;
     `top_k` answers each image's k best classes, otherwise its raw outputs."""
+    return await _serve(request, inference, model, version, top_k)
+
+
+async def _serve(
+    request: Request, inference: Inference, model: str | None, version: str | None, top_k: int | None
+) -> Response:
     plane, deadline = inference.plane, inference.deadline
     body = await read_body(request, plane.settings)
     content_type = request.headers.get("content-type", "")

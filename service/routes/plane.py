@@ -30,11 +30,16 @@ class Inference:
     deadline: Deadline
 
 
+def request_inference(request: Request) -> Inference:
+    """The data plane and deadline of an inference request (the lean handlers call it directly)."""
+    settings: Settings = request.app.state.settings
+    return Inference(DataPlane(settings, get_client(settings)), request_deadline(request, settings))
+
+
 async def _inference(request: Request) -> Inference:
     # One dependency, not four (settings, client, plane, deadline): FastAPI's resolution costs ~40 us a
     # node per request, and the inference routes are the hot path.
-    settings: Settings = request.app.state.settings
-    return Inference(DataPlane(settings, get_client(settings)), request_deadline(request, settings))
+    return request_inference(request)
 
 
 # The data plane and deadline of POST /infer and POST /v2/.../infer.

@@ -7,10 +7,11 @@ import random
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 
-from service.triton.protos import service_pb2_grpc
+from service.triton.protos import service_pb2, service_pb2_grpc
 
 # Triton's own limit (src/core/constants.h); gRPC's 4 MB default would refuse one 1x3x224x224 batch of 2.
 _MAX_MESSAGE_BYTES = 2**31 - 1
@@ -21,6 +22,7 @@ _CHANNEL_OPTIONS = [
     # inherit the old one's connection back-off and fail at once after Triton restarts.
     ("grpc.use_local_subchannel_pool", 1),
 ]
+_MODEL_INFER = f"/{service_pb2.DESCRIPTOR.services_by_name['GRPCInferenceService'].full_name}/ModelInfer"
 # Channels are re-opened after 90-100 % of their max age, so environments started together (a burst of
 # cold starts) do not all reconnect in the same second.
 _MAX_AGE_JITTER = 0.1
@@ -48,6 +50,10 @@ class Pooled:
             else grpc.secure_channel(url, credentials, options=options)
         )
         self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        # ModelInfer for a request already on the wire (``infer_request.serialize_infer_request``).
+        self.infer_serialized: grpc.UnaryUnaryMultiCallable[bytes, Any] = self.channel.unary_unary(
+            _MODEL_INFER, response_deserializer=service_pb2.ModelInferResponse.FromString
+        )
         jitter = 1.0 - random.uniform(0.0, _MAX_AGE_JITTER)
         self.expires = time.monotonic() + max_age * jitter if max_age > 0 else float("inf")
         self.in_flight = 0

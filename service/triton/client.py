@@ -25,7 +25,12 @@ from service.triton.convert import message_to_json, model_info
 from service.triton.deadline import Deadline
 from service.triton.failures import not_served, shed, translate
 from service.triton.fan_out import run_all
-from service.triton.infer_request import queue_timeout_us, retry_safe, set_parameters
+from service.triton.infer_request import (
+    queue_timeout_us,
+    retry_safe,
+    serialize_infer_request,
+    set_parameters,
+)
 from service.triton.protos import service_pb2
 
 if TYPE_CHECKING:
@@ -144,7 +149,7 @@ class TritonClient:
         Triton gets the gateway's request id (API Gateway's), so its "[request id: ...]" log lines can be
         found from the access record; the answer carries the caller's own ``request_id``, as v2 says."""
         # Here, not at import: a cold start answering /health never loads numpy.
-        from service.protocol.codecs import from_raw_bytes, to_raw_bytes
+        from service.protocol.codecs import from_raw_bytes, raw_buffer
         from service.protocol.tensors import InferResult, Tensor
 
         request = service_pb2.ModelInferRequest(
@@ -158,13 +163,15 @@ class TritonClient:
         for tensor in inputs:
             entry = request.inputs.add(name=tensor.name, datatype=tensor.datatype)
             entry.shape.extend(tensor.shape)
-            request.raw_input_contents.append(to_raw_bytes(tensor.array, tensor.datatype))
         for output in outputs:
             wanted = request.outputs.add(name=output.name)
             if output.class_count:
                 wanted.parameters["classification"].int64_param = output.class_count
+        serialized = serialize_infer_request(
+            request, [raw_buffer(tensor.array, tensor.datatype) for tensor in inputs]
+        )
         safe = retry_safe(parameters or {})
-        response = self._call("ModelInfer", request, deadline, model=(model, version), retry_safe=safe)
+        response = self._call("ModelInfer", serialized, deadline, model=(model, version), retry_safe=safe)
         observability.note_model(response.model_name, response.model_version)
         tensors = [
             Tensor(
@@ -209,7 +216,7 @@ class TritonClient:
     def _call(
         self,
         method: str,
-        request: Message,
+        request: Message | bytes,
         deadline: Deadline,
         model: tuple[str, str] | None = None,
         *,
@@ -221,7 +228,7 @@ class TritonClient:
     def _call_with_retry(
         self,
         method: str,
-        request: Message,
+        request: Message | bytes,
         deadline: Deadline,
         model: tuple[str, str] | None,
         retry_safe: bool,
@@ -254,8 +261,11 @@ class TritonClient:
             return False
         return pooled.answered or idle >= self._idle_reconnect
 
-    def _invoke(self, pooled: Pooled, method: str, request: Message, deadline: Deadline) -> Any:
-        rpc: Callable[..., Any] = getattr(pooled.stub, method)
+    def _invoke(self, pooled: Pooled, method: str, request: Message | bytes, deadline: Deadline) -> Any:
+        # bytes: a ModelInferRequest already serialized, with its tensors copied once.
+        rpc: Callable[..., Any] = (
+            pooled.infer_serialized if isinstance(request, bytes) else getattr(pooled.stub, method)
+        )
         try:
             response = rpc(request, timeout=deadline.remaining())
         except grpc.RpcError as error:

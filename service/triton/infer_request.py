@@ -1,9 +1,10 @@
 """The parts of a ModelInferRequest taken from the caller's v2 request: its parameters, the queue timeout
-Triton is asked for, and whether running it twice is safe."""
+Triton is asked for, whether running it twice is safe; and its wire form, with the tensors' bytes copied
+once."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from service.errors import BadRequest
@@ -59,3 +60,33 @@ def _set_parameter(parameter: service_pb2.InferParameter, value: Any, key: str) 
             f"parameters.{key}: a parameter is a boolean, a 64-bit integer, a number or a string, "
             f"got {value!r}"
         ) from None
+
+
+def serialize_infer_request(
+    request: service_pb2.ModelInferRequest, raw: Sequence[bytes | memoryview]
+) -> bytes:
+    """``request`` on the wire with ``raw`` as its ``raw_input_contents``, each buffer copied once.
+
+    Protobuf's own way costs up to three copies of a 600 kB tensor (a view of the body into bytes, those
+    into the message, the message into its serialization): here protobuf serializes the message without
+    them and each follows as the field it is, since a parser reads concatenated messages as one message,
+    repeated fields appended in order (the protobuf encoding's own rule)."""
+    parts: list[bytes | memoryview] = [request.SerializeToString()]
+    for buffer in raw:
+        parts += (_RAW_INPUT_KEY, _varint(memoryview(buffer).nbytes), buffer)
+    return b"".join(parts)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+# The key of one raw_input_contents entry: its field number and wire type 2 (length-delimited).
+_RAW_INPUT_KEY = _varint(
+    service_pb2.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_contents"].number << 3 | 2
+)
