@@ -54,7 +54,16 @@ class Gateway:
         setpriv = shutil.which("setpriv")
         prefix = [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
         command = [sys.executable, "-m", "uvicorn", "service.app:app", "--host", self.host]
-        command += ["--port", str(self.port), "--workers", "1", "--log-level", "warning"]
+        command += [
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+        ]
         self._process = subprocess.Popen(
             [*prefix, *command],
             cwd=REPO_ROOT,

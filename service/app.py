@@ -55,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served by routes/docs.py with assets from the app itself, not from a CDN.
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own OpenTelemetry, off: the gateway traces with X-Ray and counts with EMF
+        # (service.observability), and FastAPI would otherwise look for OTel providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.readiness = ReadinessCache(settings.health_cache_seconds)
