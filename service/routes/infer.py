@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from service.dataplane import DataPlane, ImageOutcome, ImageRequest
 from service.errors import BadRequest, UnsupportedMediaType
 from service.images import check_image_count, decode_base64
+from service.protocol.b64_body import fast_b64_request
 from service.protocol.classification import encode_image_results
 from service.protocol.infer_body import fast_tensor_request, read_infer_body_keys, tensor_request
 from service.protocol.multipart import parse_form
@@ -131,7 +132,7 @@ def _infer_json(body: bytes, plane: DataPlane, deadline: Deadline) -> Response:
     # Size limits first, like MAX_BODY_BYTES (even reading the keys parses the whole body); then the model
     # (an unknown one is 404 whatever else the body holds); then the schema the keys name.
     outline = guard(body, plane.settings.element_limit)
-    fast = fast_tensor_request(body)
+    fast = fast_b64_request(body) or fast_tensor_request(body)
     if fast is not None:
         keys, request = fast
         ran = plane.infer_tensors(
