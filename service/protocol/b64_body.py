@@ -31,6 +31,10 @@ from service.protocol.tensors import Tensor
 _LONG_STRING = 4096
 # More strings than this and the hop from quote to quote (a Python loop) could cost more than it saves.
 _MAX_STRINGS = 256
+# What is left once the long strings are cut: at most this is parsed here, so it holds fewer values than the
+# outline check (``prescan.guard``) allows outside tensor data, and its parse never costs more than ~5 MB.
+# A bigger rest goes to the precise path, guard first.
+_MAX_REST_BYTES = 65536
 # A cut string's stand-in begins with "\u0000", which no string of a body without backslashes or NUL bytes
 # holds: a parsed string starting with it is one of ours.
 _MARK = "\x00"
@@ -45,6 +49,8 @@ def fast_b64_request(body: bytes) -> tuple[InferBodyKeys, B64Tensors] | None:
     if cut is None:
         return None
     shadow, texts = cut
+    if len(shadow) > _MAX_REST_BYTES:
+        return None
     try:
         request = TensorInferRequest.model_validate_json(shadow)
     except ValidationError:

@@ -86,6 +86,8 @@ LONG = b64(BIG)
         json.dumps({"inputs": [{**tensor("a", BIG), "b64": "!" * 5000}]}).encode(),
         json.dumps({"image": LONG}).encode(),
         json.dumps({"inputs": [tensor("a", BIG)], "image": "x"}).encode(),
+        # a big structure beside the base64 (the outline check's business)
+        json.dumps({"inputs": [tensor("a", BIG)], "parameters": {"many": [1] * 40_000}}).encode(),
         # JSON data (the numbers' fast path), short strings only, truncated, many strings
         json.dumps({"inputs": [{"name": "a", "datatype": "FP32", "shape": [1], "data": [1]}]}).encode(),
         json.dumps({"inputs": [tensor("a", SMALL, "INT32")]}).encode(),
