@@ -4,17 +4,9 @@ The preprocessing is Triton's image_client's: convert to RGB (3 channels) or L (
 input's W x H (stretched, not cropped) with Pillow's BILINEAR filter (antialiased when shrinking), scale the
 pixels (``NONE``; ``INCEPTION`` x/127.5 - 1; ``VGG`` minus the channel means 123, 117, 104, or 128 for gray),
 cast to the input's datatype and lay out channels first (NCHW) or last (NHWC). Two additions: EXIF orientation
-is applied (the image is read the way a browser shows it), and a JPEG is decoded by libjpeg-turbo's DCT
-scaling at the smallest 1/2, 1/4 or 1/8 scale that is still at least W x H (Pillow's draft mode), which makes
-large photos several times faster. Scaling is computed in float32 and then cast (image_client scales FP16
-inputs in FP16).
-
-A JPEG in RGB or grayscale is decoded by simplejpeg (libjpeg-turbo's TurboJPEG API, bundled in its wheel):
-the same library, scale, IDCT and upsampling as Pillow's draft mode, so the same pixels, without Pillow's
-chunked decoder loop (the bench's 640x480 photo: 1.55 against 1.75 ms). What remains is libjpeg-turbo's
-Huffman decoding, which DCT scaling cannot skip (1.3 ms of it even at 1/8), and Pillow's resize. Pillow still
-reads the header (format, size, EXIF) and decodes every other format, CMYK JPEGs (its own colour conversion)
-and any JPEG simplejpeg complains about, so what is accepted or refused, and why, is Pillow's as before.
+is applied (the image is read the way a browser shows it), and a JPEG is decoded in draft mode at the
+smallest 1/2, 1/4 or 1/8 scale that is still at least W x H, which makes large photos several times faster.
+Scaling is computed in float32 and then cast (image_client scales FP16 inputs in FP16).
 """
 
 from __future__ import annotations
@@ -26,7 +18,6 @@ from typing import Any, get_args
 
 import numpy as np
 import numpy.typing as npt
-import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from service.errors import BadRequest
@@ -168,68 +159,23 @@ def load_image(data: bytes, target: ImageInput, field: str, max_pixels: int) -> 
     except _DECODE_ERRORS as exc:
         raise BadRequest(f"{field}: the image header is corrupt ({exc})") from None
     with image:
-        _check_pixels(image.size, field, max_pixels)
-        decoded, orientation = None, 1
+        width, height = image.size
+        if width * height > max_pixels:
+            raise BadRequest(
+                f"{field}: {width}x{height} is {width * height} pixels, over the limit of {max_pixels}"
+            )
         if image.format == "JPEG":
-            # The EXIF of a JPEG is read with its header; a quarter turn swaps the sides the decode must keep.
-            orientation = _orientation(image)
-            turned = orientation in _SWAPS_SIDES
-            size = (target.height, target.width) if turned else (target.width, target.height)
-            decoded = _turbo_decoded(data, image, target.mode, size, field, max_pixels)
-            if decoded is None:
-                image.draft(target.mode, size)
-        if decoded is None:
-            try:
-                image.load()
-            except _DECODE_ERRORS as exc:
-                raise BadRequest(
-                    f"{field}: the {image.format} data is truncated or corrupt ({exc})"
-                ) from None
-            if image.format != "JPEG":
-                orientation = _orientation(image)  # a PNG's EXIF may follow its pixels: read once loaded
-            decoded = _converted(image, target.mode, field)
-        pixels = _resized(decoded, orientation, target)
+            # The EXIF of a JPEG is read with its header; a quarter turn swaps the sides the draft must keep.
+            turned = _orientation(image) in _SWAPS_SIDES
+            image.draft(
+                target.mode, (target.height, target.width) if turned else (target.width, target.height)
+            )
+        try:
+            image.load()
+        except _DECODE_ERRORS as exc:
+            raise BadRequest(f"{field}: the {image.format} data is truncated or corrupt ({exc})") from None
+        pixels = _resized(image, target, field)
     return _scaled(pixels, target)
-
-
-def _check_pixels(size: tuple[int, int], field: str, max_pixels: int) -> None:
-    width, height = size
-    if width * height > max_pixels:
-        raise BadRequest(
-            f"{field}: {width}x{height} is {width * height} pixels, over the limit of {max_pixels}"
-        )
-
-
-def _turbo_decoded(
-    data: bytes, image: Image.Image, mode: str, size: tuple[int, int], field: str, max_pixels: int
-) -> Image.Image | None:
-    """The JPEG decoded by simplejpeg at Pillow's draft scale for ``size``; None leaves it to Pillow: CMYK
-    and YCCK, a sampling layout TurboJPEG's header refuses, a header read otherwise than Pillow read it,
-    and any decoder complaint (strict: a warning counts), which Pillow then decodes or refuses as before."""
-    if image.mode not in ("RGB", "L"):
-        return None
-    try:
-        height, width = (int(side) for side in simplejpeg.decode_jpeg_header(data)[:2])
-    except ValueError:
-        return None
-    # The limit on what this decoder would decode, whatever Pillow read: never trust one parse for two.
-    _check_pixels((width, height), field, max_pixels)
-    if (width, height) != image.size:
-        return None
-    # Pillow's draft rule: the largest of 1/8, 1/4, 1/2 that keeps both sides. libjpeg-turbo's other M/8
-    # scales measured no faster (their IDCTs have no SIMD) and would give other pixels than Pillow's.
-    ratio = min(width // size[0], height // size[1])
-    scale = next((s for s in (8, 4, 2) if ratio >= s), 1)
-    try:
-        pixels = simplejpeg.decode_jpeg(
-            data,
-            "GRAY" if mode == "L" else "RGB",
-            min_height=-(-height // scale),
-            min_width=-(-width // scale),
-        )
-    except ValueError:
-        return None
-    return Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels)
 
 
 def _orientation(image: Image.Image) -> int:
@@ -240,18 +186,15 @@ def _orientation(image: Image.Image) -> int:
         return 1
 
 
-def _converted(image: Image.Image, mode: str, field: str) -> Image.Image:
+def _resized(image: Image.Image, target: ImageInput, field: str) -> Array:
+    orientation = _orientation(image)
     try:
         if image.mode in ("P", "PA"):
             image = image.convert("RGBA")  # palette transparency: Pillow wants RGBA as the step between
-        if image.mode != mode:
-            image = image.convert(mode)
+        if image.mode != target.mode:
+            image = image.convert(target.mode)
     except ValueError as exc:
-        raise BadRequest(f"{field}: {image.mode} pixels cannot be read as {mode} ({exc})") from None
-    return image
-
-
-def _resized(image: Image.Image, orientation: int, target: ImageInput) -> Array:
+        raise BadRequest(f"{field}: {image.mode} pixels cannot be read as {target.mode} ({exc})") from None
     transpose = _TRANSPOSES.get(orientation)
     if transpose is not None:
         image = image.transpose(transpose)
