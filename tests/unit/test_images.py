@@ -172,7 +172,7 @@ JPEG_KINDS = {
     "4:4:4": lambda p: encode(p, "JPEG", quality=95, subsampling=0),
     "4:2:2": lambda p: encode(p, "JPEG", quality=80, subsampling=1),
     "grayscale": lambda p: encode(p[:, :, 0], "JPEG"),
-    "CMYK": cmyk_jpeg,  # Pillow's own colour conversion: simplejpeg leaves it to Pillow
+    "CMYK": cmyk_jpeg,  # Adobe's inverted CMYK, converted to RGB by Pillow
 }
 
 
@@ -192,7 +192,7 @@ def test_every_kind_of_jpeg_matches_pillows_draft_decode(info, kind, size):
         scaling=target.scaling,
         channels_first=target.channels_first,
     )
-    # THEN the tensor is Pillow's, bit for bit: same libjpeg-turbo, scale, IDCT and upsampling
+    # THEN the tensor is the reference's, bit for bit: a faster decoder must keep scale, IDCT and upsampling
     np.testing.assert_array_equal(load_image(data, target, "image", LIMIT), want)
 
 
@@ -209,7 +209,7 @@ def test_a_jpeg_libjpeg_warns_about_is_decoded_as_pillow_decodes_it():
         scaling="INCEPTION",
         channels_first=True,
     )
-    # THEN it is accepted as before (simplejpeg's strict refusal hands it to Pillow), with Pillow's pixels
+    # THEN it is accepted with Pillow's pixels (a stricter decoder, e.g. simplejpeg's, would refuse it)
     np.testing.assert_array_equal(load_image(bytes(data), image_input(DENSENET, {}), "image", LIMIT), want)
 
 
