@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from service.errors import BadRequest, describe_validation_errors
 from service.protocol.checks import check_outputs
 from service.protocol.codecs import decode_input
-from service.protocol.json_numbers import JsonNumbers, mentions_data, parse_numeric_body
+from service.protocol.json_numbers import JsonNumbers, mentions, mentions_data, parse_numeric_body
 from service.protocol.metadata import ModelInfo
 from service.protocol.prescan import fast_read_bound, fast_read_fits
 from service.protocol.schemas import TensorIn, TensorInferRequest
@@ -68,6 +68,8 @@ def fast_tensor_request(body: bytes, element_limit: int) -> tuple[InferBodyKeys,
     """A valid tensor body read by the SIMD fast path (numeric ``data`` as buffers), with its keys; None
     for anything else, which :func:`read_infer_body_keys` and :func:`tensor_request` then read and judge
     (after ``prescan.guard`` for a big body)."""
+    if not mentions(body, b"inputs"):
+        return None  # an image body, say: a failed tensor parse would only add a third read of it
     bound = fast_read_bound(body, element_limit)
     if bound is None:
         return None

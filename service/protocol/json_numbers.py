@@ -94,14 +94,20 @@ def parse_numeric_body(body: bytes, bound: ValueBound | None = None) -> NumericB
 
 
 def mentions_data(body: bytes) -> bool:
-    """Whether the body may hold a ``"data"`` key, i.e. JSON tensor elements for the fast path to read.
+    """Whether the body may hold a ``"data"`` key, i.e. JSON tensor elements for the fast path to read."""
+    return mentions(body, b"data")
+
+
+def mentions(body: bytes, key: bytes) -> bool:
+    """Whether ``"<key>"`` may be in the body (as a key, or a string).
 
     It hops from quote to quote (find is memchr): a base64 string holds none, so an 800 kB ``b64`` input is
     skipped in one step, where ``b'"data"' in body`` scans every byte (~0.4 ms). A wrong guess (an escaped
     quote) only picks the slower of two exact paths."""
+    closed = key + b'"'
     at = body.find(b'"')
     while at != -1:
-        if body.startswith(b'data"', at + 1):
+        if body.startswith(closed, at + 1):
             return True
         at = body.find(b'"', at + 1)
     return False

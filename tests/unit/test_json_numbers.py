@@ -12,7 +12,7 @@ import pytest
 from service.errors import BadRequest
 from service.protocol.binary import V2Tensors, fast_v2_tensors
 from service.protocol.infer_body import fast_tensor_request, read_infer_body_keys, tensor_request
-from service.protocol.json_numbers import mentions_data, parse_numeric_body
+from service.protocol.json_numbers import mentions, mentions_data, parse_numeric_body
 from service.protocol.schemas import V2InferRequest
 
 rng = np.random.default_rng(3)
@@ -177,3 +177,19 @@ def test_a_base64_body_is_read_once_by_pydantic_as_the_precise_path_reads_it():
 )
 def test_mentions_data_finds_the_key_between_quotes(raw, mentioned):
     assert mentions_data(raw) is mentioned
+
+
+@pytest.mark.parametrize(
+    ("raw", "mentioned"),
+    [
+        (b'{"image": "' + base64.b64encode(b"\xff\xd8" * 1000) + b'", "top_k": 5}', False),
+        (b'{"inputs": []}', True),
+        (b'{"inputs_x": [], "data": "inputs"}', True),  # a string counts too: only the slower exact path
+        (b'{"input": []}', False),
+    ],
+    ids=["image", "inputs", "in-a-string", "input"],
+)
+def test_an_image_body_is_not_tried_as_tensors(raw, mentioned):
+    assert mentions(raw, b"inputs") is mentioned
+    if not mentioned:
+        assert fast_tensor_request(raw, LIMIT) is None
