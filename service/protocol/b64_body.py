@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from service.protocol.codecs import decode_input, from_raw_bytes
 from service.protocol.infer_body import InferBodyKeys, JsonTensors
-from service.protocol.json_numbers import mentions_data
+from service.protocol.json_numbers import mentions, mentions_data
 from service.protocol.schemas import TensorInferRequest
 from service.protocol.tensors import Tensor
 
@@ -43,8 +43,8 @@ _MARK = "\x00"
 def fast_b64_request(body: bytes) -> tuple[InferBodyKeys, B64Tensors] | None:
     """A valid tensor body with long base64 inputs, read as described above, with its keys; None for any
     other body, which :func:`service.protocol.infer_body.fast_tensor_request` and the precise path read."""
-    if mentions_data(body):
-        return None
+    if not mentions(body, b"inputs") or mentions_data(body):
+        return None  # not tensors (an image body), or JSON numbers: other paths read those
     cut = _cut_b64_strings(body)
     if cut is None:
         return None
