@@ -1,9 +1,15 @@
 """Cold starts in fresh interpreters: the gateway's Lambda entry point (import + one /health event) against
 the old Chalice app's import (``bench/old_app/app.py``, chalice + numpy + tritonclient.grpc), alternated so
-both see the same machine; peak RSS is the kernel's VmHWM."""
+both see the same machine; peak RSS is the kernel's VmHWM.
+
+``bench/bench.py`` runs it among the other goals; alone, against its own local Triton (densenet_onnx):
+
+    .venv/bin/python bench/cold_start.py [--runs 9] [--importtime]
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -121,3 +127,34 @@ def import_time_report(top: int = 15) -> str:
     for cumulative, self_us, name in sorted(rows, reverse=True)[:top]:
         lines.append(f"{cumulative / 1000:>13.1f} {self_us / 1000:>8.1f}  {name}")
     return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="cold starts alone, against a local Triton")
+    parser.add_argument("--runs", type=int, default=9, help="fresh processes of each kind (default 9)")
+    parser.add_argument("--importtime", action="store_true", help="print the handler's slowest imports too")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from bench import image_environment  # beside this script
+    from localdev.model_repo import build_model_repository
+    from localdev.paths import LOCAL_MODEL_REPOSITORY
+    from localdev.tritonserver import TritonServer
+    from tests.lambda_events import load_event
+
+    os.environ.update(image_environment())  # the probes run with the image's environment
+    with TritonServer(
+        build_model_repository(LOCAL_MODEL_REPOSITORY), models=["densenet_onnx"], log_name="cold-start"
+    ) as triton:
+        cold = cold_starts(triton.grpc_url, load_event("health"), runs=args.runs)
+    ratio = cold["new_total_ms"] / cold["old_import_ms"]
+    print(
+        f"median of {cold['runs']}: gateway import {cold['new_import_ms']:.0f} ms + first /health"
+        f" {cold['new_first_health_ms']:.0f} ms, peak RSS {cold['new_rss_mb']:.0f} MB; old Chalice app import"
+        f" {cold['old_import_ms']:.0f} ms, {cold['old_rss_mb']:.0f} MB -> {ratio:.2f}x (goal <= 2.0x)"
+    )
+    if args.importtime:
+        print(import_time_report())
+
+
+if __name__ == "__main__":
+    main()
