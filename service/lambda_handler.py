@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import gc
 
-# The cold start allocates ~300,000 long-lived objects (FastAPI's and pydantic's classes, schemas and
-# validators, the protobuf descriptors): each time they grow by a quarter the collector walks them all, for
-# garbage an import hardly makes. Off until the handler is built (~10 % of the import), then frozen below.
+# The cold start creates ~95,000 objects that live as long as the process (FastAPI's and pydantic's
+# classes, schemas and validators, the protobuf descriptors) and the collector walks them again and again as
+# they pile up, for garbage an import hardly makes: ~10 % of the import. Off until the handler is built.
 gc.disable()
 
 import binascii
@@ -24,6 +24,7 @@ from mangum import Mangum
 from mangum.handlers import APIGateway
 
 from service.app import app
+from service.triton import get_client
 
 log = logging.getLogger("service.lambda")
 
@@ -139,6 +140,11 @@ def _host_problem(headers: Mapping[str, str]) -> str | None:
 
 
 handler = Gateway(app, lifespan="off", custom_handlers=[RestApiEvent])
+
+# Lambda invokes the handler right after this init: gRPC connects to Triton meanwhile, in its own threads, so
+# the first event's call (a cold start's /health) finds the channel open or opening instead of opening it.
+# A failed attempt costs nothing more: the client retries a call on a fresh channel.
+get_client(app.state.settings).connect()
 
 # What the import built lives as long as the process: kept out of every later collection (the permanent
 # generation), so the collector walks only what invocations allocate, then on again.
