@@ -66,10 +66,20 @@ def _run(probe: str, cwd: Path, env: dict[str, str], *args: str) -> dict[str, An
     return result
 
 
+def probe_environment(**settings: str) -> dict[str, str]:
+    """This process's environment with ``settings``, as the probes run: with bytecode, as in the image."""
+    env = {**os.environ, **settings}
+    env.pop("PYTHONPATH", None)
+    # The image ships every module's bytecode (Dockerfile.lambda's compileall), and the unmeasured first run
+    # writes it here; where the environment says not to write any, every probe would compile the gateway's
+    # (and the old app's) modules from source instead, which no deployed cold start does.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def cold_starts(grpc_url: str, health_event: dict[str, Any], runs: int = 5) -> dict[str, Any]:
     """Medians over ``runs`` alternated fresh processes of each kind, and every sample."""
-    env = {**os.environ, "TRITON_GRPC_URL": grpc_url, "LOG_LEVEL": "WARNING"}
-    env.pop("PYTHONPATH", None)
+    env = probe_environment(TRITON_GRPC_URL=grpc_url, LOG_LEVEL="WARNING")
     new: list[dict[str, Any]] = []
     old: list[dict[str, Any]] = []
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
@@ -102,7 +112,9 @@ def cold_starts(grpc_url: str, health_event: dict[str, Any], runs: int = 5) -> d
 
 def import_time_report(top: int = 15) -> str:
     """``python -X importtime`` of the handler: the ``top`` imports by cumulative time."""
-    env = {**os.environ, "TRITON_GRPC_URL": "127.0.0.1:9"}
+    env = probe_environment(TRITON_GRPC_URL="127.0.0.1:9")
+    # Once unmeasured, as the cold starts: the bytecode is written, as the image has it.
+    subprocess.run([sys.executable, "-c", "import service.lambda_handler"], cwd=ROOT, env=env, timeout=120)
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import service.lambda_handler"],
         cwd=ROOT,
