@@ -7,6 +7,7 @@ and put this interpreter's ``bin`` first on PATH so the python backend's models 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import importlib.util
 import os
@@ -72,10 +73,20 @@ def prepare_backend_dir(dest: Path, triton_dir: Path | None = None) -> Path:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now (another process may still take it before Triton does)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    [port] = free_ports(1, host)
+    return port
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct free TCP ports: each socket stays bound until all are picked, so the kernel cannot
+    hand out one port twice (as back-to-back ``free_port()`` calls now and then do)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def _die_with_parent_prefix() -> list[str]:
@@ -118,9 +129,10 @@ class TritonServer:
         self.model_repository = model_repository.resolve()
         self.host = host
         self._fixed_ports = grpc_port is not None or http_port is not None or metrics_port is not None
-        self.grpc_port = grpc_port or free_port(host)
-        self.http_port = http_port or free_port(host)
-        self.metrics_port = metrics_port or free_port(host)
+        picked = free_ports(3, host)
+        self.grpc_port = grpc_port or picked[0]
+        self.http_port = http_port or picked[1]
+        self.metrics_port = metrics_port or picked[2]
         self.models = tuple(models) if models is not None else None
         self.log_dir = log_dir
         self.work_dir = work_dir
@@ -219,7 +231,7 @@ class TritonServer:
                 # with new ones. Any other failure is real and reported at once.
                 if attempt == attempts or "already in use" not in str(exc):
                     raise
-                self.grpc_port, self.http_port, self.metrics_port = (free_port(self.host) for _ in range(3))
+                self.grpc_port, self.http_port, self.metrics_port = free_ports(3, self.host)
         return self
 
     @property

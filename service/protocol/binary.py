@@ -17,6 +17,7 @@ from service.protocol.classification import check_classifiable
 from service.protocol.codecs import decode_input, from_raw_bytes, to_json_data, to_raw_bytes
 from service.protocol.json_numbers import JsonNumbers, mentions_data, parse_numeric_body
 from service.protocol.metadata import ModelInfo
+from service.protocol.prescan import fast_read_bound, fast_read_fits
 from service.protocol.results import result_body, tensor_header
 from service.protocol.schemas import TensorIn, V2InferRequest
 from service.protocol.tensors import InferResult, OutputSpec, Tensor
@@ -173,17 +174,21 @@ def _flag(parameters: Mapping[str, Any] | None, key: str, field: str, *, default
     return value
 
 
-def fast_v2_tensors(header: bytes, binary: memoryview) -> V2Tensors | None:
+def fast_v2_tensors(header: bytes, binary: memoryview, element_limit: int) -> V2Tensors | None:
     """A valid v2 JSON header read by the SIMD fast path (numeric ``data`` as buffers); None for anything
-    else, which the precise path (``V2InferRequest`` from JSON) then reads and judges."""
+    else, which the precise path (``V2InferRequest`` from JSON, after ``prescan.guard`` for a big header)
+    then reads and judges."""
     if not mentions_data(header):  # no JSON elements: the precise path's parse is the same, and faster
         return None
-    parsed = parse_numeric_body(header)
+    bound = fast_read_bound(header, element_limit)
+    parsed = None if bound is None else parse_numeric_body(header, bound)
     if parsed is None:
         return None
     try:
         request = V2InferRequest.model_validate(parsed.fields)
     except ValidationError:
+        return None
+    if not fast_read_fits(header, request.inputs, parsed.numbers, element_limit):
         return None
     return V2Tensors(request, binary, parsed.numbers)
 

@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from service.errors import BadRequest, describe_validation_errors
 from service.protocol.checks import check_outputs
 from service.protocol.codecs import decode_input
-from service.protocol.json_numbers import JsonNumbers, mentions_data, parse_numeric_body
+from service.protocol.json_numbers import JsonNumbers, mentions, mentions_data, parse_numeric_body
 from service.protocol.metadata import ModelInfo
+from service.protocol.prescan import fast_read_bound, fast_read_fits
 from service.protocol.schemas import TensorIn, TensorInferRequest
 from service.protocol.tensors import OutputSpec, Tensor
 
@@ -63,9 +64,15 @@ def read_infer_body_keys(body: bytes) -> InferBodyKeys:
     return InferBodyKeys(keys.model, keys.version, kind)
 
 
-def fast_tensor_request(body: bytes) -> tuple[InferBodyKeys, JsonTensors] | None:
+def fast_tensor_request(body: bytes, element_limit: int) -> tuple[InferBodyKeys, JsonTensors] | None:
     """A valid tensor body read by the SIMD fast path (numeric ``data`` as buffers), with its keys; None
-    for anything else, which :func:`read_infer_body_keys` and :func:`tensor_request` then read and judge."""
+    for anything else, which :func:`read_infer_body_keys` and :func:`tensor_request` then read and judge
+    (after ``prescan.guard`` for a big body)."""
+    if not mentions(body, b"inputs"):
+        return None  # an image body, say: a failed tensor parse would only add a third read of it
+    bound = fast_read_bound(body, element_limit)
+    if bound is None:
+        return None
     if not mentions_data(body):
         # Only base64 inputs: pydantic's own parser is the faster one.
         try:
@@ -73,12 +80,14 @@ def fast_tensor_request(body: bytes) -> tuple[InferBodyKeys, JsonTensors] | None
         except ValidationError:
             return None
         return InferBodyKeys(request.model, request.version, "tensors"), JsonTensors(request)
-    parsed = parse_numeric_body(body)
+    parsed = parse_numeric_body(body, bound)
     if parsed is None or "inputs" not in parsed.fields or not _IMAGE_KEYS.isdisjoint(parsed.fields):
         return None
     try:
         request = TensorInferRequest.model_validate(parsed.fields)
     except ValidationError:
+        return None
+    if not fast_read_fits(body, request.inputs, parsed.numbers, element_limit):
         return None
     return InferBodyKeys(request.model, request.version, "tensors"), JsonTensors(request, parsed.numbers)
 

@@ -54,8 +54,20 @@ class NumericBody:
     numbers: dict[int, JsonNumbers]
 
 
-def parse_numeric_body(body: bytes) -> NumericBody | None:
-    """The body with its inputs' numeric ``data`` read as buffers, or None (let the precise path read it)."""
+@dataclass(frozen=True, slots=True)
+class ValueBound:
+    """What a big body may hold for the fast path to read it (``protocol.prescan`` counts it): ``values``
+    bounds its JSON values from above, and at most ``outside`` of them may lie outside the numeric data,
+    which is all the fast path turns into Python objects."""
+
+    values: int
+    outside: int
+
+
+def parse_numeric_body(body: bytes, bound: ValueBound | None = None) -> NumericBody | None:
+    """The body with its inputs' numeric ``data`` read as buffers, or None (let the precise path read it).
+    With a ``bound``, None too when more than ``bound.outside`` values may lie outside that data: they are
+    counted once the data is read, before anything else is made a Python value."""
     import simdjson  # on the first JSON tensor, not at a cold start's import
 
     parser = _parser(simdjson)
@@ -68,7 +80,7 @@ def parse_numeric_body(body: bytes) -> NumericBody | None:
     if not isinstance(document, simdjson.Object):
         return None
     try:
-        read = _read(document, simdjson.Object, simdjson.Array)
+        read = _read(document, simdjson.Object, simdjson.Array, bound)
     except (TypeError, ValueError, KeyError):
         return None
     finally:
@@ -82,14 +94,20 @@ def parse_numeric_body(body: bytes) -> NumericBody | None:
 
 
 def mentions_data(body: bytes) -> bool:
-    """Whether the body may hold a ``"data"`` key, i.e. JSON tensor elements for the fast path to read.
+    """Whether the body may hold a ``"data"`` key, i.e. JSON tensor elements for the fast path to read."""
+    return mentions(body, b"data")
+
+
+def mentions(body: bytes, key: bytes) -> bool:
+    """Whether ``"<key>"`` may be in the body (as a key, or a string).
 
     It hops from quote to quote (find is memchr): a base64 string holds none, so an 800 kB ``b64`` input is
     skipped in one step, where ``b'"data"' in body`` scans every byte (~0.4 ms). A wrong guess (an escaped
     quote) only picks the slower of two exact paths."""
+    closed = key + b'"'
     at = body.find(b'"')
     while at != -1:
-        if body.startswith(b'data"', at + 1):
+        if body.startswith(closed, at + 1):
             return True
         at = body.find(b'"', at + 1)
     return False
@@ -118,10 +136,14 @@ def _brackets(body: bytes, most: int) -> int:
     return count
 
 
-def _read(document: Any, object_type: Any, array_type: Any) -> tuple[NumericBody, int] | None:
+def _read(
+    document: Any, object_type: Any, array_type: Any, bound: ValueBound | None
+) -> tuple[NumericBody, int] | None:
     """The body's fields and numeric data, and how many arrays (so '[') it is made of."""
     fields: dict[str, Any] = {}
     numbers: dict[int, JsonNumbers] = {}
+    # Values left as simdjson's lazy proxies until the numeric data is read and the rest known to be small.
+    pending: list[tuple[dict[str, Any], str, Any]] = []
     arrays = 0  # '[' the body must hold: every array outside the numeric data, plus the data's own
     # keys() and indexing, not items(): items() would turn every value, the big arrays too, into Python.
     for key in document.keys():  # noqa: SIM118 — a simdjson Object iterates differently
@@ -134,23 +156,36 @@ def _read(document: Any, object_type: Any, array_type: Any) -> tuple[NumericBody
             for index, tensor in enumerate(value):
                 if not isinstance(tensor, object_type):
                     return None
-                entry, entry_arrays = _read_input(tensor, index, numbers, object_type, array_type)
+                entry, entry_arrays = _read_input(tensor, index, numbers, pending, object_type, array_type)
                 if entry is None:
                     return None
                 arrays += entry_arrays
                 inputs.append(entry)
             fields[key] = inputs
         else:
-            python = _python(value, object_type, array_type)
-            arrays += _count_lists([python])
-            fields[key] = python
+            fields[key] = None
+            pending.append((fields, key, value))
+    if bound is not None:
+        data = sum(int(found.flat.size) for found in numbers.values())
+        if bound.values - data > bound.outside:
+            return None
+    for target, key, value in pending:
+        python = _python(value, object_type, array_type)
+        arrays += _count_lists([python])
+        target[key] = python
     return NumericBody(fields, numbers), arrays
 
 
 def _read_input(
-    tensor: Any, index: int, numbers: dict[int, JsonNumbers], object_type: Any, array_type: Any
+    tensor: Any,
+    index: int,
+    numbers: dict[int, JsonNumbers],
+    pending: list[tuple[dict[str, Any], str, Any]],
+    object_type: Any,
+    array_type: Any,
 ) -> tuple[dict[str, Any] | None, int]:
-    """One input's fields, its numeric ``data`` put in ``numbers``; and how many arrays it holds."""
+    """One input's fields, its numeric ``data`` put in ``numbers`` and the rest in ``pending``; and how many
+    arrays its numeric data is made of."""
     entry: dict[str, Any] = {}
     arrays = 0
     datatype = tensor.get("datatype")
@@ -161,12 +196,13 @@ def _read_input(
         buffer_type = _BUFFER_TYPES.get(datatype) if isinstance(datatype, str) else None
         nesting = _nesting(value, array_type) if key == "data" and isinstance(value, array_type) else None
         if buffer_type is None or nesting is None:
-            entry[key] = _python(value, object_type, array_type)
-            arrays += _count_lists([entry[key]])
+            entry[key] = None
+            pending.append((entry, key, value))
             continue
         of_type, dtype = buffer_type
         flat = np.frombuffer(value.as_buffer(of_type=of_type), dtype=dtype)
-        if of_type == "d" and float(np.abs(flat).max()) >= _EXACT_FLOAT_INTEGERS:
+        # Two reductions rather than np.abs, which would copy the whole array first.
+        if of_type == "d" and max(-float(flat.min()), float(flat.max())) >= _EXACT_FLOAT_INTEGERS:
             # All integers: numpy keeps them as int64, so read them exactly. Some floats (TypeError):
             # numpy reads the list as float64, as already done.
             with contextlib.suppress(TypeError):

@@ -9,6 +9,7 @@ skips, at C speed, and gives exact spans.)"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -17,8 +18,9 @@ import numpy as np
 
 from service.errors import BadRequest, PayloadTooLarge
 from service.protocol.checks import check_inputs
+from service.protocol.json_numbers import JsonNumbers, ValueBound
 from service.protocol.metadata import ModelInfo
-from service.protocol.schemas import Datatype
+from service.protocol.schemas import Datatype, TensorIn
 from service.protocol.tensors import element_count
 
 # Values a body may hold outside its inputs' data (shapes, parameters, outputs, keys' values): thousands in
@@ -30,6 +32,7 @@ PRESCAN_BYTES = 1 << 20
 _SMALL_DATA = 4_096
 _DATATYPES = frozenset(get_args(Datatype))
 _QUOTE, _COMMA = ord('"'), ord(",")
+_COMMA_BYTE = np.uint8(_COMMA)
 _SLICE = 1 << 20
 _NOTHING = msgspec.Raw(b"")
 
@@ -108,13 +111,48 @@ def guard(body: bytes, element_limit: int) -> BodyOutline | None:
         )
     # Commas bound the body's values from above (commas inside strings count too): count exactly only
     # when that bound is past the limit.
-    if body.count(b",") + 1 > data + MAX_STRUCTURE_VALUES:
+    if _comma_count(body) + 1 > data + MAX_STRUCTURE_VALUES:
         outside = count_values(body) - data
         if outside > MAX_STRUCTURE_VALUES:
             raise BadRequest(
                 f"body: {outside} JSON values outside the inputs' data; at most {MAX_STRUCTURE_VALUES}"
             )
     return found
+
+
+def fast_read_bound(body: bytes, element_limit: int) -> ValueBound | None:
+    """How far the SIMD fast path may read ``body`` before :func:`guard` has seen it; None: not at all.
+
+    One parse instead of two (the outline, then the body) for a big body that is what it looks like.
+    Every value but the first of an array or object follows a comma, so commas plus brackets plus braces
+    bound the values from above; counted at memory speed (numpy for the commas, memchr hops for the few
+    brackets and braces), that bound keeps simdjson's tape as small as the guard would. The fast path then
+    turns no more than :data:`MAX_STRUCTURE_VALUES` values outside the numeric data into Python objects,
+    and :func:`fast_read_fits` sends what the guard would refuse back to it, for its words."""
+    if len(body) <= PRESCAN_BYTES:
+        return ValueBound(len(body), len(body))  # no JSON value takes less than a byte
+    most = element_limit + MAX_STRUCTURE_VALUES
+    values = _comma_count(body) + 1
+    for opening in (b"[", b"{"):
+        at = body.find(opening)
+        while at != -1 and values <= most:
+            values += 1
+            at = body.find(opening, at + 1)
+    return ValueBound(values, MAX_STRUCTURE_VALUES) if values <= most else None
+
+
+def fast_read_fits(
+    body: bytes, inputs: Sequence[TensorIn], numbers: Mapping[int, JsonNumbers], element_limit: int
+) -> bool:
+    """Whether the fast path's reading of a big body is one :func:`guard` lets through unchanged: its
+    numeric data within ``element_limit`` and each as long as its shape. Otherwise the guard answers, in the
+    words it gives every big body."""
+    if len(body) <= PRESCAN_BYTES:
+        return True
+    counts = {index: int(found.flat.size) for index, found in numbers.items()}
+    return sum(counts.values()) <= element_limit and all(
+        count == element_count(inputs[index].shape) for index, count in counts.items()
+    )
 
 
 def check_against_model(found: BodyOutline | None, info: ModelInfo) -> None:
@@ -127,10 +165,15 @@ def check_against_model(found: BodyOutline | None, info: ModelInfo) -> None:
 def count_values(raw: bytes | memoryview) -> int:
     """How many scalar JSON values ``raw`` holds (a comma separates each from the next), without parsing."""
     text = bytes(raw)
-    commas = _commas_outside_strings(text) if b'"' in text else text.count(b",")
+    commas = _commas_outside_strings(text) if b'"' in text else _comma_count(text)
     if commas == 0 and not text.strip(b"[] \t\r\n"):
         return 0  # [] or [[]]: no value at all
     return commas + 1
+
+
+def _comma_count(text: bytes) -> int:
+    # numpy's compare-and-count is ~9x faster than bytes.count on a 3 MB body.
+    return int(np.count_nonzero(np.frombuffer(text, np.uint8) == _COMMA_BYTE))
 
 
 def _commas_outside_strings(text: bytes) -> int:

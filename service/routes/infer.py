@@ -110,20 +110,16 @@ async def infer(
 
 
 def _infer_json(body: bytes, plane: DataPlane, deadline: Deadline) -> Response:
-    # Size limits first, like MAX_BODY_BYTES (even reading the keys parses the whole body); then the model
-    # (an unknown one is 404 whatever else the body holds); then the schema the keys name.
-    outline = guard(body, plane.settings.element_limit)
-    fast = fast_tensor_request(body)
+    # The SIMD fast path reads a well-formed body once, within the guard's limits. Anything else: size
+    # limits first, like MAX_BODY_BYTES (even reading the keys parses the whole body); then the model (an
+    # unknown one is 404 whatever else the body holds); then the schema the keys name.
+    element_limit = plane.settings.element_limit
+    fast = fast_tensor_request(body, element_limit)
     if fast is not None:
         keys, request = fast
-        ran = plane.infer_tensors(
-            keys.model,
-            keys.version,
-            lambda: request,
-            deadline,
-            lambda info: check_against_model(outline, info),
-        )
+        ran = plane.infer_tensors(keys.model, keys.version, lambda: request, deadline)
         return json_response(encode_result(ran.result, ran.request.b64_outputs))
+    outline = guard(body, element_limit)
     keys = read_infer_body_keys(body)
     if keys.kind == "images":
         outcome = plane.infer_images(

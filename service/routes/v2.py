@@ -197,14 +197,20 @@ def _infer(
     def sections() -> tuple[bytes, memoryview]:
         return split_body(inflate(body, content_encoding, plane.settings.max_inflated_bytes), header_length)
 
+    @cache
+    def fast() -> V2Tensors | None:
+        header, binary = sections()
+        return fast_v2_tensors(header, binary, plane.settings.element_limit)
+
     def precheck(info: ModelInfo) -> None:
-        # Counts and shapes against the model before the JSON is parsed: a gzip bomb costs no memory.
-        check_against_model(guard(sections()[0], plane.settings.element_limit), info)
+        # The SIMD fast path reads a well-formed header once, within the guard's limits. Anything else has
+        # its counts and shapes checked against the model before it is parsed: a gzip bomb costs no memory.
+        if fast() is None:
+            check_against_model(guard(sections()[0], plane.settings.element_limit), info)
 
     def parse() -> V2Tensors:
-        header, binary = sections()
-        # The SIMD fast path for well-formed JSON; anything else is parsed (and explained) precisely.
-        return fast_v2_tensors(header, binary) or V2Tensors(parse_json(V2InferRequest, header), binary)
+        # Anything the fast path would not read is parsed (and explained) precisely.
+        return fast() or V2Tensors(parse_json(V2InferRequest, sections()[0]), sections()[1])
 
     ran = plane.infer_tensors(model, version, parse, deadline, precheck)
     content, json_length = encode_response(ran.result, ran.request.binary_outputs)

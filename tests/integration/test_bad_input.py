@@ -28,6 +28,7 @@ from PIL import Image
 
 from localdev.tritonserver import TritonServer, free_port
 from tests.battery import Row, check_answer, measured, print_table
+from tests.image_reference import encode, photo
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,6 +64,19 @@ def jpeg(size: tuple[int, int] = (64, 48)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, (10, 200, 30)).save(out, "JPEG")
     return out.getvalue()
+
+
+def photo_jpeg(progressive: bool = False) -> bytes:
+    """A photo-like 640x480 JPEG: a cut through it falls inside the entropy-coded scan data."""
+    return encode(photo(640, 480, 8), "JPEG", quality=90, progressive=progressive)
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header (SOF0) claims ``width`` x ``height``."""
+    data = bytearray(jpeg())
+    at = data.index(b"\xff\xc0")
+    data[at + 5 : at + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
 
 
 def empty_parts(count: int) -> bytes:
@@ -195,6 +209,25 @@ HTTP_CASES = [
     # images
     raw_case("text sent as image/jpeg", "/infer", b"hello, not a JPEG", {"content-type": "image/jpeg"}),
     raw_case("truncated JPEG", "/infer", lambda: jpeg()[:200], {"content-type": "image/jpeg"}),
+    raw_case("JPEG cut in its scan", "/infer", lambda: photo_jpeg()[:60_000], {"content-type": "image/jpeg"}),
+    raw_case(
+        "progressive JPEG cut in its scans",
+        "/infer",
+        lambda: photo_jpeg(progressive=True)[:60_000],
+        {"content-type": "image/jpeg"},
+    ),
+    raw_case(
+        "JPEG claiming 65500x65500 pixels",
+        "/infer",
+        lambda: jpeg_declaring(65_500, 65_500),
+        {"content-type": "image/jpeg"},
+    ),
+    raw_case(
+        "JPEG claiming 8000x8000 pixels",
+        "/infer",
+        lambda: jpeg_declaring(8_000, 8_000),
+        {"content-type": "image/jpeg"},
+    ),
     raw_case(
         "PNG claiming 60000x60000 pixels",
         "/infer",

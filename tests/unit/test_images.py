@@ -160,6 +160,59 @@ def test_pixels_match_the_reference(info, fmt):
     np.testing.assert_array_equal(got, want)
 
 
+def cmyk_jpeg(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert("CMYK").save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+JPEG_KINDS = {
+    "baseline 4:2:0": lambda p: encode(p, "JPEG", quality=90),
+    "progressive": lambda p: encode(p, "JPEG", quality=85, progressive=True),
+    "4:4:4": lambda p: encode(p, "JPEG", quality=95, subsampling=0),
+    "4:2:2": lambda p: encode(p, "JPEG", quality=80, subsampling=1),
+    "grayscale": lambda p: encode(p[:, :, 0], "JPEG"),
+    "CMYK": cmyk_jpeg,  # Adobe's inverted CMYK, converted to RGB by Pillow
+}
+
+
+@pytest.mark.parametrize("info", [DENSENET, BATCHED, GRAY], ids=lambda i: i.metadata.name)
+@pytest.mark.parametrize("kind", JPEG_KINDS)
+@pytest.mark.parametrize("size", [(640, 480), (1001, 667), (97, 61)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_every_kind_of_jpeg_matches_pillows_draft_decode(info, kind, size):
+    # GIVEN JPEGs decoded at 1/1 to 1/8 scale (odd sizes: the scaled sides round up), in RGB or gray
+    target = image_input(info, {})
+    data = JPEG_KINDS[kind](photo(*size, seed=5))
+    want = reference_tensor(
+        data,
+        channels=target.channels,
+        height=target.height,
+        width=target.width,
+        datatype=target.datatype,
+        scaling=target.scaling,
+        channels_first=target.channels_first,
+    )
+    # THEN the tensor is the reference's, bit for bit: a faster decoder must keep scale, IDCT and upsampling
+    np.testing.assert_array_equal(load_image(data, target, "image", LIMIT), want)
+
+
+def test_a_jpeg_libjpeg_warns_about_is_decoded_as_pillow_decodes_it():
+    # GIVEN a JPEG with 50 bytes of its scan overwritten: libjpeg warns, Pillow decodes it anyway
+    data = bytearray(jpeg(seed=3))
+    data[len(data) // 2 : len(data) // 2 + 50] = b"\xff\x00" * 25
+    want = reference_tensor(
+        bytes(data),
+        channels=3,
+        height=224,
+        width=224,
+        datatype="FP32",
+        scaling="INCEPTION",
+        channels_first=True,
+    )
+    # THEN it is accepted with Pillow's pixels (a stricter decoder, e.g. simplejpeg's, would refuse it)
+    np.testing.assert_array_equal(load_image(bytes(data), image_input(DENSENET, {}), "image", LIMIT), want)
+
+
 def test_resize_orientation_is_height_by_width():
     # GIVEN a 256x192 picture whose left half is red and right half blue, and the NHWC input H=96, W=128
     pixels = np.zeros((192, 256, 3), np.uint8)
@@ -241,6 +294,35 @@ def test_a_truncated_jpeg_is_refused():
     data = jpeg(seed=2)
     with pytest.raises(BadRequest, match=r"^image: the JPEG data is truncated or corrupt"):
         load_image(data[: len(data) // 2], image_input(DENSENET, {}), "image", LIMIT)
+
+
+def test_a_truncated_progressive_jpeg_is_refused():
+    data = encode(photo(640, 480, 6), "JPEG", progressive=True)
+    with pytest.raises(BadRequest, match=r"^images\[0\]: the JPEG data is truncated or corrupt"):
+        load_image(data[: len(data) // 2], image_input(DENSENET, {}), "images[0]", LIMIT)
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header (SOF0) claims ``width`` x ``height``."""
+    data = bytearray(jpeg(64, 48))
+    at = data.index(b"\xff\xc0")
+    data[at + 5 : at + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "message"),
+    [
+        (65_500, 65_500, r"^image: the image declares more than 40000000 pixels$"),
+        (8_000, 8_000, r"^image: 8000x8000 is 64000000 pixels, over the limit of 40000000$"),
+        (0, 0, r"^image: not a JPEG, PNG or WebP image$"),
+    ],
+)
+def test_a_jpeg_header_with_absurd_dimensions_is_refused_before_decoding(width, height, message):
+    began = time.perf_counter()
+    with pytest.raises(BadRequest, match=message):
+        load_image(jpeg_declaring(width, height), image_input(DENSENET, {}), "image", LIMIT)
+    assert time.perf_counter() - began < 2  # from the header: a 65500x65500 decode would take minutes
 
 
 def test_a_decompression_bomb_is_refused_from_its_header():

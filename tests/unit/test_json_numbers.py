@@ -12,10 +12,11 @@ import pytest
 from service.errors import BadRequest
 from service.protocol.binary import V2Tensors, fast_v2_tensors
 from service.protocol.infer_body import fast_tensor_request, read_infer_body_keys, tensor_request
-from service.protocol.json_numbers import mentions_data, parse_numeric_body
+from service.protocol.json_numbers import mentions, mentions_data, parse_numeric_body
 from service.protocol.schemas import V2InferRequest
 
 rng = np.random.default_rng(3)
+LIMIT = 1 << 20  # MAX_ELEMENTS' default
 
 
 def body(data, datatype="FP32", shape=None, **extra) -> bytes:
@@ -34,7 +35,7 @@ def precise(raw: bytes):
 
 
 def fast(raw: bytes):
-    found = fast_tensor_request(raw)
+    found = fast_tensor_request(raw, LIMIT)
     if found is None:
         return None
     _, request = found
@@ -103,14 +104,14 @@ HANDED_BACK = [
 
 @pytest.mark.parametrize("raw", ACCEPTED + REFUSED_BY_CHECKS, ids=lambda raw: raw[:60].decode())
 def test_fast_path_reads_a_body_as_the_precise_path_does(raw):
-    found = fast_tensor_request(raw)
+    found = fast_tensor_request(raw, LIMIT)
     assert found is not None and found[1].numbers, "the fast path should read this body's data as buffers"
     assert_same(fast(raw), precise(raw))
 
 
 @pytest.mark.parametrize("raw", HANDED_BACK, ids=lambda raw: raw[:60].decode())
 def test_fast_path_hands_back_what_it_cannot_read_exactly(raw):
-    found = fast_tensor_request(raw)
+    found = fast_tensor_request(raw, LIMIT)
     # THEN either the precise path reads the whole body, or the input's data stays a list it decodes
     assert found is None or not found[1].numbers
     if found is not None:
@@ -137,7 +138,7 @@ def test_the_numbers_arrive_as_one_buffer_without_python_floats():
 @pytest.mark.parametrize("raw", ACCEPTED + REFUSED_BY_CHECKS, ids=lambda raw: raw[:60].decode())
 def test_v2_fast_path_reads_a_header_as_the_precise_path_does(raw):
     no_binary = memoryview(b"")
-    found = fast_v2_tensors(raw, no_binary)
+    found = fast_v2_tensors(raw, no_binary, LIMIT)
     assert found is not None
     precise_v2 = V2Tensors(V2InferRequest.model_validate_json(raw), no_binary)
 
@@ -165,7 +166,7 @@ def test_a_base64_body_is_read_once_by_pydantic_as_the_precise_path_reads_it():
         }
     ).encode()
     assert not mentions_data(raw)
-    found = fast_tensor_request(raw)
+    found = fast_tensor_request(raw, LIMIT)
     assert found is not None and not found[1].numbers
     assert_same(fast(raw), precise(raw))
 
@@ -176,3 +177,19 @@ def test_a_base64_body_is_read_once_by_pydantic_as_the_precise_path_reads_it():
 )
 def test_mentions_data_finds_the_key_between_quotes(raw, mentioned):
     assert mentions_data(raw) is mentioned
+
+
+@pytest.mark.parametrize(
+    ("raw", "mentioned"),
+    [
+        (b'{"image": "' + base64.b64encode(b"\xff\xd8" * 1000) + b'", "top_k": 5}', False),
+        (b'{"inputs": []}', True),
+        (b'{"inputs_x": [], "data": "inputs"}', True),  # a string counts too: only the slower exact path
+        (b'{"input": []}', False),
+    ],
+    ids=["image", "inputs", "in-a-string", "input"],
+)
+def test_an_image_body_is_not_tried_as_tensors(raw, mentioned):
+    assert mentions(raw, b"inputs") is mentioned
+    if not mentioned:
+        assert fast_tensor_request(raw, LIMIT) is None

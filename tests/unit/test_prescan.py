@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import random
+import tracemalloc
 
 import pytest
 
 from service.errors import BadRequest, PayloadTooLarge
+from service.protocol.infer_body import fast_tensor_request
 from service.protocol.metadata import ModelInfo, ModelMetadata, TensorMetadata
 from service.protocol.prescan import (
     MAX_STRUCTURE_VALUES,
     PRESCAN_BYTES,
     check_against_model,
     count_values,
+    fast_read_bound,
     guard,
 )
 
@@ -117,3 +120,68 @@ def test_the_model_refuses_the_declared_shape_before_parsing():
 def test_invalid_json_is_400_without_parsing():
     with pytest.raises(BadRequest, match=r"^Invalid JSON: Input data was truncated$"):
         guard(b'{"inputs": [{"name": "data_0", "data": [' + b"0," * PRESCAN_BYTES, LIMIT)
+
+
+def containers(value) -> int:
+    return 1 + sum(containers(v) for v in value) if isinstance(value, list) else 0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_fast_read_bound_is_never_below_the_values_a_big_body_holds(seed):
+    # GIVEN big bodies of random values (strings full of commas and brackets, nested lists, empty ones)
+    rng = random.Random(seed)
+    value = [random_value(rng) for _ in range(rng.randint(1, 30))]
+    raw = json.dumps(value, separators=(",", ":")).encode() + b" " * PRESCAN_BYTES
+    bound = fast_read_bound(raw, LIMIT)
+    # THEN the bound counted without parsing holds every value, arrays included
+    assert bound is not None and bound.values >= leaves(value) + containers(value)
+    assert bound.outside == MAX_STRUCTURE_VALUES
+
+
+def test_a_big_body_past_the_elements_it_may_hold_gets_no_fast_read():
+    head = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":['
+    raw = head + b"0," * (LIMIT + 70_000) + b"0]}]}"
+    assert fast_read_bound(raw, LIMIT) is None
+    assert fast_read_bound(raw, 2 * LIMIT) is not None
+
+
+def test_a_big_body_that_fits_is_read_once_by_the_fast_path():
+    data = [[[0.123456789] * 224] * 224] * 3
+    raw = body([3, 224, 224], data)
+    assert len(raw) > PRESCAN_BYTES
+    found = fast_tensor_request(raw, LIMIT)
+    assert found is not None and found[1].numbers[0].flat.size == 150_528
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # more data than the shape holds: the guard's words, not the codec's
+        body([3, 224, 224], [0.123456789] * 150_529),
+        # more elements than the limit
+        body([LIMIT + 1], [0.5] * (LIMIT + 1)),
+    ],
+    ids=["count", "limit"],
+)
+def test_a_big_body_the_guard_refuses_is_handed_back_to_it(raw):
+    assert fast_tensor_request(raw, LIMIT) is None
+    with pytest.raises((BadRequest, PayloadTooLarge)):
+        guard(raw, LIMIT)
+
+
+def test_values_outside_the_data_are_not_made_python_objects_by_the_fast_path():
+    # GIVEN a big body whose data is one number, and 600,000 floats of junk beside it
+    junk = b"[" + b"0.5," * 600_000 + b"0.5]"
+    head = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]}],"parameters":{"j":'
+    raw = head + junk + b"}}"
+    tracemalloc.start()
+    try:
+        found = fast_tensor_request(raw, LIMIT)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # THEN the fast path hands it back without building the junk (600,000 floats in a list: ~19 MB)
+    assert found is None
+    assert peak < 4 << 20, f"{peak} bytes traced"
+    with pytest.raises(BadRequest, match=r"^body: 6000\d\d JSON values outside the inputs' data"):
+        guard(raw, LIMIT)
