@@ -1,9 +1,15 @@
 """Cold starts in fresh interpreters: the gateway's Lambda entry point (import + one /health event) against
 the old Chalice app's import (``bench/old_app/app.py``, chalice + numpy + tritonclient.grpc), alternated so
-both see the same machine; peak RSS is the kernel's VmHWM."""
+both see the same machine; peak RSS is the kernel's VmHWM.
+
+``bench/bench.py`` runs it among the other goals; alone, against its own local Triton (densenet_onnx):
+
+    .venv/bin/python bench/cold_start.py [--runs 9] [--importtime]
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -60,10 +66,20 @@ def _run(probe: str, cwd: Path, env: dict[str, str], *args: str) -> dict[str, An
     return result
 
 
+def probe_environment(**settings: str) -> dict[str, str]:
+    """This process's environment with ``settings``, as the probes run: with bytecode, as in the image."""
+    env = {**os.environ, **settings}
+    env.pop("PYTHONPATH", None)
+    # The image ships every module's bytecode (Dockerfile.lambda's compileall), and the unmeasured first run
+    # writes it here; where the environment says not to write any, every probe would compile the gateway's
+    # (and the old app's) modules from source instead, which no deployed cold start does.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def cold_starts(grpc_url: str, health_event: dict[str, Any], runs: int = 5) -> dict[str, Any]:
     """Medians over ``runs`` alternated fresh processes of each kind, and every sample."""
-    env = {**os.environ, "TRITON_GRPC_URL": grpc_url, "LOG_LEVEL": "WARNING"}
-    env.pop("PYTHONPATH", None)
+    env = probe_environment(TRITON_GRPC_URL=grpc_url, LOG_LEVEL="WARNING")
     new: list[dict[str, Any]] = []
     old: list[dict[str, Any]] = []
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
@@ -96,7 +112,9 @@ def cold_starts(grpc_url: str, health_event: dict[str, Any], runs: int = 5) -> d
 
 def import_time_report(top: int = 15) -> str:
     """``python -X importtime`` of the handler: the ``top`` imports by cumulative time."""
-    env = {**os.environ, "TRITON_GRPC_URL": "127.0.0.1:9"}
+    env = probe_environment(TRITON_GRPC_URL="127.0.0.1:9")
+    # Once unmeasured, as the cold starts: the bytecode is written, as the image has it.
+    subprocess.run([sys.executable, "-c", "import service.lambda_handler"], cwd=ROOT, env=env, timeout=120)
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import service.lambda_handler"],
         cwd=ROOT,
@@ -121,3 +139,34 @@ def import_time_report(top: int = 15) -> str:
     for cumulative, self_us, name in sorted(rows, reverse=True)[:top]:
         lines.append(f"{cumulative / 1000:>13.1f} {self_us / 1000:>8.1f}  {name}")
     return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="cold starts alone, against a local Triton")
+    parser.add_argument("--runs", type=int, default=9, help="fresh processes of each kind (default 9)")
+    parser.add_argument("--importtime", action="store_true", help="print the handler's slowest imports too")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from bench import image_environment  # beside this script
+    from localdev.model_repo import build_model_repository
+    from localdev.paths import LOCAL_MODEL_REPOSITORY
+    from localdev.tritonserver import TritonServer
+    from tests.lambda_events import load_event
+
+    os.environ.update(image_environment())  # the probes run with the image's environment
+    with TritonServer(
+        build_model_repository(LOCAL_MODEL_REPOSITORY), models=["densenet_onnx"], log_name="cold-start"
+    ) as triton:
+        cold = cold_starts(triton.grpc_url, load_event("health"), runs=args.runs)
+    ratio = cold["new_total_ms"] / cold["old_import_ms"]
+    print(
+        f"median of {cold['runs']}: gateway import {cold['new_import_ms']:.0f} ms + first /health"
+        f" {cold['new_first_health_ms']:.0f} ms, peak RSS {cold['new_rss_mb']:.0f} MB; old Chalice app import"
+        f" {cold['old_import_ms']:.0f} ms, {cold['old_rss_mb']:.0f} MB -> {ratio:.2f}x (goal <= 2.0x)"
+    )
+    if args.importtime:
+        print(import_time_report())
+
+
+if __name__ == "__main__":
+    main()

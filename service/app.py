@@ -152,15 +152,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         from fastapi.openapi.utils import get_openapi
 
         from service.openapi import describe_service
-        from service.protocol.schemas import InferRequest, V2InferRequest
+        from service.protocol.schemas import HealthBody, InferRequest, V2InferRequest
 
         include_inference_routes(app)
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        # Bodies that routes decode themselves (for speed), so FastAPI would not list their schemas.
-        for model in (InferRequest, V2InferRequest):
+        # Bodies that routes decode themselves (for speed), and /health's answer (referenced, not a
+        # response model: see routes/health.py), which FastAPI would not list.
+        for model in (InferRequest, V2InferRequest, HealthBody):
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(model_schema.pop("$defs", {}))
             components[model.__name__] = model_schema

@@ -8,23 +8,32 @@ from fastapi.responses import Response
 
 from service.protocol.envelopes import HealthBody
 from service.readiness import ReadinessCache
-from service.routes.common import HealthDeadlineDep, SettingsDep, TritonDep, json_response
+from service.routes.common import HealthDeadlineDep, SettingsDep, TritonDep, json_response, off_loop
 
 router = APIRouter(tags=["health"])
+
+# The answers' schema by reference, not as response models: a response model makes FastAPI compile a
+# validator and serializer for it, and check it is no pydantic.v1 model (importing pydantic.v1), on a
+# cold start's first and often only route. The OpenAPI document adds HealthBody to its components.
+_HEALTH_SCHEMA = {"application/json": {"schema": {"$ref": "#/components/schemas/HealthBody"}}}
 
 
 @router.get(
     "/health",
     summary="Triton's liveness and readiness",
-    response_model=HealthBody,
-    responses={503: {"model": HealthBody, "description": "Triton is unreachable or not ready"}},
+    responses={
+        200: {"description": "Successful Response", "content": _HEALTH_SCHEMA},
+        503: {"description": "Triton is unreachable or not ready", "content": _HEALTH_SCHEMA},
+    },
 )
-def health(
+async def health(
     request: Request, settings: SettingsDep, triton: TritonDep, deadline: HealthDeadlineDep
 ) -> Response:
     """200 when Triton answers and its default model is ready; 503 with the reason otherwise."""
+    # A coroutine that puts the probe off the loop itself: inline under Lambda, so a cold start neither
+    # starts a worker thread nor imports anyio's thread machinery for it; in the thread pool under uvicorn.
     cache: ReadinessCache = request.app.state.readiness
-    found = cache.get(triton, settings.default_model, deadline)
+    found = await off_loop(request, cache.get, triton, settings.default_model, deadline)
     body = HealthBody(
         status="healthy" if found.healthy else "unhealthy",
         triton=found.triton,

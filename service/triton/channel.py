@@ -93,6 +93,20 @@ class ChannelPool:
         for entry in pooled:
             entry.channel.close()
 
+    def connect(self) -> None:
+        """Open the current channel and have gRPC connect it now, in its own threads, instead of on the
+        first call; whether that first attempt succeeds is the calls' business, so nothing waits for it."""
+        pooled = self.acquire()
+        self.release(pooled)
+        channel = pooled.channel
+
+        def settled(state: grpc.ChannelConnectivity) -> None:
+            # Subscribed only until the first attempt ends: a subscription keeps a thread polling.
+            if state not in (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING):
+                channel.unsubscribe(settled)
+
+        channel.subscribe(settled, try_to_connect=True)
+
     def acquire(self) -> Pooled:
         """The current channel, replaced once past its max age; the caller must :meth:`release` it."""
         idle: Pooled | None = None

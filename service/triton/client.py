@@ -78,6 +78,10 @@ class TritonClient:
         self._metadata: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
         self._metadata_entries = metadata_entries
 
+    def connect(self) -> None:
+        """Start connecting to Triton now rather than on the first call (a cold start overlaps the two)."""
+        self._channels.connect()
+
     # -- health ----------------------------------------------------------------------------------------------
 
     def server_live(self, deadline: Deadline) -> bool:

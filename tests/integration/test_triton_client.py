@@ -3,6 +3,7 @@ and the translation of gRPC failures."""
 
 from __future__ import annotations
 
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -90,6 +91,35 @@ def test_a_broken_connection_is_retried_once_on_a_fresh_channel_a_down_triton_on
     with pytest.raises(TritonUnavailable):
         client.server_live(Deadline(5))
     assert client.channels_opened == channels
+    client.close()
+
+
+def test_connect_opens_the_connection_before_any_call():
+    # GIVEN a listening socket where Triton would be (gRPC channels otherwise connect on their first call)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+        client = TritonClient(f"127.0.0.1:{listener.getsockname()[1]}", metadata_ttl=60, idle_reconnect=30)
+        # WHEN the client is asked to connect, and nothing is called
+        client.connect()
+        # THEN a connection arrives (accept() raises TimeoutError otherwise), on the client's one channel
+        connection, _ = listener.accept()
+        connection.close()
+        assert client.channels_opened == 1
+        client.close()
+
+
+def test_a_connect_that_failed_does_not_fail_the_first_call(triton_factory):
+    # GIVEN a cold start's client that tried to connect while its Triton was down
+    server: TritonServer = triton_factory(models=["slow_model"])
+    server.stop()
+    client = TritonClient(server.grpc_url, metadata_ttl=60, idle_reconnect=30)
+    client.connect()
+    time.sleep(0.5)  # nothing listens: the attempt fails at once, and the channel backs off
+    # WHEN Triton is back and the first call comes
+    server.start()
+    # THEN it is answered (on a fresh channel when the failed one is still backing off)
+    assert client.server_live(Deadline(10))
+    assert client.channels_opened in (1, 2)
     client.close()
 
 
