@@ -73,10 +73,15 @@ def parse_numeric_body(body: bytes, bound: ValueBound | None = None) -> NumericB
     parser = _parser(simdjson)
     try:
         document = parser.parse(body)
-    except RuntimeError:  # the thread's parser is still referenced (never by this module): a fresh one
-        document = simdjson.Parser().parse(body)
     except ValueError:
         return None
+    except RuntimeError:
+        # Either the thread's parser is still referenced (never by this module), or simdjson refused the
+        # body with a RuntimeError (BIGINT_ERROR: an integer below -2**63). A fresh parser tells them apart.
+        try:
+            document = simdjson.Parser().parse(body)
+        except (ValueError, RuntimeError):
+            return None
     if not isinstance(document, simdjson.Object):
         return None
     try:

@@ -153,6 +153,17 @@ HTTP_CASES = [
         "/infer",
         {"inputs": [{"name": "data_0", "datatype": "FP32", "shape": [2], "data": ["a", "b"]}]},
     ),
+    # simdjson refuses an integer below -2**63 with a RuntimeError, not the ValueError of other numbers
+    json_case(
+        "integer below -2**63 in data",
+        "/infer",
+        {"inputs": [{"name": "data_0", "datatype": "FP32", "shape": [2], "data": [-(2**70), 1]}]},
+    ),
+    json_case(
+        "integer below -2**63 in v2 data",
+        V2,
+        {"inputs": [{"name": "data_0", "datatype": "INT64", "shape": [1], "data": [-(2**70)]}]},
+    ),
     json_case(
         "ragged nested data",
         "/infer",

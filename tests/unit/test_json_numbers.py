@@ -79,6 +79,8 @@ REFUSED_BY_CHECKS = [
 ]
 # Bodies the fast path hands back, whole or the one input: the precise path reads (or refuses) them.
 HANDED_BACK = [
+    body([-(2**70), 1]),  # simdjson's BIGINT_ERROR, a RuntimeError
+    body([1, -(2**64)], "INT64"),
     body([1, [2], 3, 4], "INT32", shape=[4]),  # an array hidden among the numbers
     body([[1, 2], [3, [4]]], "INT32", shape=[2, 2]),
     body([[1, 2], 3], shape=[2]),  # ragged
