@@ -9,15 +9,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from service.protocol.checks import check_outputs
 from service.protocol.classification import check_classifiable
 from service.protocol.codecs import decode_input, from_raw_bytes, to_json_data, to_raw_bytes
-from service.protocol.json_numbers import JsonNumbers, mentions_data, parse_numeric_body
+from service.protocol.json_numbers import JsonNumbers, mentions_data
 from service.protocol.metadata import ModelInfo
-from service.protocol.prescan import fast_read_bound, fast_read_fits
+from service.protocol.prescan import fast_read
 from service.protocol.results import result_body, tensor_header
 from service.protocol.schemas import TensorIn, V2InferRequest
 from service.protocol.tensors import InferResult, OutputSpec, Tensor
@@ -180,16 +179,10 @@ def fast_v2_tensors(header: bytes, binary: memoryview, element_limit: int) -> V2
     then reads and judges."""
     if not mentions_data(header):  # no JSON elements: the precise path's parse is the same, and faster
         return None
-    bound = fast_read_bound(header, element_limit)
-    parsed = None if bound is None else parse_numeric_body(header, bound)
-    if parsed is None:
+    found = fast_read(header, V2InferRequest, element_limit)
+    if found is None:
         return None
-    try:
-        request = V2InferRequest.model_validate(parsed.fields)
-    except ValidationError:
-        return None
-    if not fast_read_fits(header, request.inputs, parsed.numbers, element_limit):
-        return None
+    request, parsed = found
     return V2Tensors(request, binary, parsed.numbers)
 
 

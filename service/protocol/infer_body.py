@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from service.errors import BadRequest, describe_validation_errors
 from service.protocol.checks import check_outputs
 from service.protocol.codecs import decode_input
-from service.protocol.json_numbers import JsonNumbers, mentions, mentions_data, parse_numeric_body
+from service.protocol.json_numbers import JsonNumbers, mentions, mentions_data
 from service.protocol.metadata import ModelInfo
-from service.protocol.prescan import fast_read_bound, fast_read_fits
+from service.protocol.prescan import fast_read, fast_read_bound
 from service.protocol.schemas import TensorIn, TensorInferRequest
 from service.protocol.tensors import OutputSpec, Tensor
 
@@ -70,25 +70,20 @@ def fast_tensor_request(body: bytes, element_limit: int) -> tuple[InferBodyKeys,
     (after ``prescan.guard`` for a big body)."""
     if not mentions(body, b"inputs"):
         return None  # an image body, say: a failed tensor parse would only add a third read of it
-    bound = fast_read_bound(body, element_limit)
-    if bound is None:
-        return None
     if not mentions_data(body):
-        # Only base64 inputs: pydantic's own parser is the faster one.
+        # Only base64 inputs: pydantic's own parser is the faster one, within the guard's bound.
+        if fast_read_bound(body, element_limit) is None:
+            return None
         try:
             request = TensorInferRequest.model_validate_json(body)
         except ValidationError:
             return None
         return InferBodyKeys(request.model, request.version, "tensors"), JsonTensors(request)
-    parsed = parse_numeric_body(body, bound)
-    if parsed is None or "inputs" not in parsed.fields or not _IMAGE_KEYS.isdisjoint(parsed.fields):
+    found = fast_read(body, TensorInferRequest, element_limit)
+    # The schema ignores other keys: image keys beside the inputs are the precise path's "mixes" error.
+    if found is None or not _IMAGE_KEYS.isdisjoint(found[1].fields):
         return None
-    try:
-        request = TensorInferRequest.model_validate(parsed.fields)
-    except ValidationError:
-        return None
-    if not fast_read_fits(body, request.inputs, parsed.numbers, element_limit):
-        return None
+    request, parsed = found
     return InferBodyKeys(request.model, request.version, "tensors"), JsonTensors(request, parsed.numbers)
 
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 import msgspec
 import numpy as np
+from pydantic import ValidationError
 
 from service.errors import BadRequest, PayloadTooLarge
 from service.protocol.checks import check_inputs
-from service.protocol.json_numbers import JsonNumbers, ValueBound
+from service.protocol.json_numbers import JsonNumbers, NumericBody, ValueBound, parse_numeric_body
 from service.protocol.metadata import ModelInfo
-from service.protocol.schemas import Datatype, TensorIn
+from service.protocol.schemas import Datatype, TensorIn, V2InferRequest
 from service.protocol.tensors import element_count
 
 # Values a body may hold outside its inputs' data (shapes, parameters, outputs, keys' values): thousands in
@@ -35,6 +36,8 @@ _QUOTE, _COMMA = ord('"'), ord(",")
 _COMMA_BYTE = np.uint8(_COMMA)
 _SLICE = 1 << 20
 _NOTHING = msgspec.Raw(b"")
+# A tensor request schema: the v2 body, or /infer's (which adds the model and version).
+R = TypeVar("R", bound=V2InferRequest)
 
 
 class _Tensor(msgspec.Struct):
@@ -128,7 +131,7 @@ def fast_read_bound(body: bytes, element_limit: int) -> ValueBound | None:
     bound the values from above; counted at memory speed (numpy for the commas, memchr hops for the few
     brackets and braces), that bound keeps simdjson's tape as small as the guard would. The fast path then
     turns no more than :data:`MAX_STRUCTURE_VALUES` values outside the numeric data into Python objects,
-    and :func:`fast_read_fits` sends what the guard would refuse back to it, for its words."""
+    and :func:`fast_read` sends what the guard would refuse back to it, for its words."""
     if len(body) <= PRESCAN_BYTES:
         return ValueBound(len(body), len(body))  # no JSON value takes less than a byte
     most = element_limit + MAX_STRUCTURE_VALUES
@@ -141,7 +144,24 @@ def fast_read_bound(body: bytes, element_limit: int) -> ValueBound | None:
     return ValueBound(values, MAX_STRUCTURE_VALUES) if values <= most else None
 
 
-def fast_read_fits(
+def fast_read(body: bytes, schema: type[R], element_limit: int) -> tuple[R, NumericBody] | None:
+    """The body read once by the SIMD fast path (``protocol.json_numbers``) and validated as ``schema``,
+    within :func:`fast_read_bound`'s bound; None for a body it would not read exactly as the guard and the
+    precise path would, which they then read and judge."""
+    bound = fast_read_bound(body, element_limit)
+    parsed = None if bound is None else parse_numeric_body(body, bound)
+    if parsed is None:
+        return None
+    try:
+        request = schema.model_validate(parsed.fields)
+    except ValidationError:
+        return None
+    if not _fits(body, request.inputs, parsed.numbers, element_limit):
+        return None
+    return request, parsed
+
+
+def _fits(
     body: bytes, inputs: Sequence[TensorIn], numbers: Mapping[int, JsonNumbers], element_limit: int
 ) -> bool:
     """Whether the fast path's reading of a big body is one :func:`guard` lets through unchanged: its
