@@ -23,6 +23,7 @@ import io
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,7 @@ from cold_start import cold_starts, import_time_report  # noqa: E402  (beside th
 from localdev.model_repo import build_model_repository  # noqa: E402
 from localdev.paths import LOCAL_MODEL_REPOSITORY  # noqa: E402
 from localdev.perf_analyzer import run_perf_analyzer  # noqa: E402
+from localdev.processes import stop_process  # noqa: E402
 from localdev.tritonserver import TritonServer, free_port  # noqa: E402
 from tests.lambda_events import LambdaContext, load_event  # noqa: E402
 
@@ -124,8 +126,7 @@ def uvicorn_gateway(grpc_url: str) -> Iterator[str]:
             raise RuntimeError(f"the gateway on {url} did not answer /health (exit code {process.poll()})")
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process, signal.SIGTERM, 10)
 
 
 def photo_jpeg() -> bytes:

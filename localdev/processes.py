@@ -6,9 +6,10 @@ import contextlib
 import os
 import signal
 import subprocess
+from typing import Any
 
 
-def stop_process(process: subprocess.Popen[bytes] | None, sig: signal.Signals, timeout: float) -> None:
+def stop_process(process: subprocess.Popen[Any] | None, sig: signal.Signals, timeout: float) -> None:
     """Send ``sig`` and wait up to ``timeout`` s, then SIGKILL; then SIGKILL what is left of its session.
 
     The leftovers matter for Triton: its python-backend stubs outlive a Triton that was killed (a fault

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from localdev.processes import stop_process
 from localdev.tritonserver import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,12 +199,7 @@ def gateway_process(env: dict[str, str]) -> Iterator[GatewayProcess]:
         gateway.wait_for(lambda out: any(r.get("route") == "/docs" for r in access_records(out)))
         yield gateway
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, signal.SIGTERM, 10)
         reader.join(timeout=10)
         if process.stdout is not None:
             process.stdout.close()

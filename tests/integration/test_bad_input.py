@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from localdev.processes import stop_process
 from localdev.tritonserver import TritonServer, free_port
 from tests.battery import Row, check_answer, measured, print_table
 from tests.image_reference import encode, photo
@@ -342,12 +344,7 @@ def gateway_process(triton: TritonServer) -> Iterator[tuple[str, int]]:
             time.sleep(0.1)
         yield url, process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, signal.SIGTERM, 10)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -140,13 +140,9 @@ def test_a_model_without_one_image_input_is_refused_saying_why(info, message):
 # -- decoding and preprocessing against the independent reference ---------------------------------------
 
 
-@pytest.mark.parametrize("info", [DENSENET, BATCHED, NHWC, GRAY], ids=lambda i: i.metadata.name)
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
-def test_pixels_match_the_reference(info, fmt):
-    target = image_input(info, {})
-    data = encode(photo(300, 200, seed=3), fmt)
-    got = load_image(data, target, "image", LIMIT)
-    want = reference_tensor(
+def reference_for(data: bytes, target) -> np.ndarray:
+    """The independent reference's tensor for ``data``, at the input ``target`` describes."""
+    return reference_tensor(
         data,
         channels=target.channels,
         height=target.height,
@@ -155,6 +151,15 @@ def test_pixels_match_the_reference(info, fmt):
         scaling=target.scaling,
         channels_first=target.channels_first,
     )
+
+
+@pytest.mark.parametrize("info", [DENSENET, BATCHED, NHWC, GRAY], ids=lambda i: i.metadata.name)
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_pixels_match_the_reference(info, fmt):
+    target = image_input(info, {})
+    data = encode(photo(300, 200, seed=3), fmt)
+    got = load_image(data, target, "image", LIMIT)
+    want = reference_for(data, target)
     assert got.dtype == want.dtype
     assert got.shape == want.shape
     np.testing.assert_array_equal(got, want)
@@ -183,15 +188,7 @@ def test_every_kind_of_jpeg_matches_pillows_draft_decode(info, kind, size):
     # GIVEN JPEGs decoded at 1/1 to 1/8 scale (odd sizes: the scaled sides round up), in RGB or gray
     target = image_input(info, {})
     data = JPEG_KINDS[kind](photo(*size, seed=5))
-    want = reference_tensor(
-        data,
-        channels=target.channels,
-        height=target.height,
-        width=target.width,
-        datatype=target.datatype,
-        scaling=target.scaling,
-        channels_first=target.channels_first,
-    )
+    want = reference_for(data, target)
     # THEN the tensor is the reference's, bit for bit: a faster decoder must keep scale, IDCT and upsampling
     np.testing.assert_array_equal(load_image(data, target, "image", LIMIT), want)
 
