@@ -279,7 +279,7 @@ def _perf_analyzer(address: str) -> Any:
     # perf_analyzer's "stable" means three windows' average latencies within --stability-percentage of each
     # other; on a shared machine one pause (Triton's own HTTP endpoint stalls ~0.5 s now and then here)
     # fails that at 100 % and the run ends with no figure. The p50 the bench reports does not need it.
-    return run_perf_analyzer(address, MODEL, requests=200, extra=("--stability-percentage", "1000"))
+    return run_perf_analyzer(address, MODEL, requests=200, stability_percentage=1000)
 
 
 def goals(samples: dict[str, list[float]], perf: dict[str, Any], cold: dict[str, Any]) -> list[Goal]:

@@ -111,12 +111,14 @@ def run_perf_analyzer(
     requests: int = 200,
     shape: str | None = None,
     timeout: float = 300,
+    stability_percentage: int = 100,
     extra: tuple[str, ...] = (),
 ) -> PerfResult:
     """Run perf_analyzer over HTTP at concurrency 1 against ``address`` (host:port) and parse its CSV.
 
     The run is bounded: ``requests`` requests per measurement window, at most three windows, and a wall
-    clock ``timeout`` for all of it; a run a busy machine made unstable is repeated, at most three times.
+    clock ``timeout`` for all of it; a run a busy machine made unstable (three windows' average latencies
+    not within ``stability_percentage`` of each other) is repeated, at most three times.
     """
     binary = ensure_perf_analyzer()
     with tempfile.TemporaryDirectory(prefix="perf-analyzer-run-") as tmp:
@@ -125,7 +127,7 @@ def run_perf_analyzer(
             str(binary),
             *("-m", model, "-u", address, "-i", "http", "--concurrency-range", "1:1"),
             *("--measurement-mode", "count_windows", "--measurement-request-count", str(requests)),
-            *("--max-trials", "3", "--stability-percentage", "100", "-f", str(report)),
+            *("--max-trials", "3", "--stability-percentage", str(stability_percentage), "-f", str(report)),
             *(("--shape", shape) if shape else ()),
             *extra,
         ]
