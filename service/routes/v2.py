@@ -83,36 +83,39 @@ async def _versioned(version: Annotated[str, Path(description="model version, e.
 
 
 # -- the server ------------------------------------------------------------------------------------------
+# Every route is a coroutine that puts its Triton call off the loop itself (``off_loop``): a plain function
+# would run in FastAPI's thread pool, which under Mangum starts a new thread for every invocation (~0.6 ms
+# and a thread per metadata or readiness probe); inline there, in the loop's executor under uvicorn.
 
 
 @router.get("", summary="Server metadata", response_model=ServerMetadata, responses=ERROR_RESPONSES)
-def server_metadata(triton: TritonDep, deadline: DeadlineDep) -> Response:
+async def server_metadata(request: Request, triton: TritonDep, deadline: DeadlineDep) -> Response:
     """Triton's name and version, and the protocol extensions served through this gateway."""
-    metadata = triton.server_metadata(deadline)
+    metadata = await off_loop(request, triton.server_metadata, deadline)
     extensions = [name for name in metadata.get("extensions", []) if name in SERVED_EXTENSIONS]
     return json_response(ServerMetadata(**{**metadata, "extensions": extensions}).model_dump())
 
 
 @router.get("/health/live", summary="Is Triton live", responses=_HEALTH_RESPONSES)
-def server_live(triton: TritonDep, deadline: HealthDeadlineDep) -> Response:
+async def server_live(request: Request, triton: TritonDep, deadline: HealthDeadlineDep) -> Response:
     """200 when Triton is live; 400 when it answers that it is not; 503/504 when it does not answer."""
-    if not triton.server_live(deadline):
+    if not await off_loop(request, triton.server_live, deadline):
         raise NotReady("Triton is not live")
     return Response(status_code=200)
 
 
 @router.get("/health/ready", summary="Is Triton ready", responses=_HEALTH_RESPONSES)
-def server_ready(triton: TritonDep, deadline: HealthDeadlineDep) -> Response:
+async def server_ready(request: Request, triton: TritonDep, deadline: HealthDeadlineDep) -> Response:
     """200 when Triton is ready; 400 when it answers that it is not; 503/504 when it does not answer."""
-    if not triton.server_ready(deadline):
+    if not await off_loop(request, triton.server_ready, deadline):
         raise NotReady("Triton is not ready")
     return Response(status_code=200)
 
 
 @router.get("/models/stats", summary="Inference statistics of every model", responses=ERROR_RESPONSES)
-def all_statistics(plane: PlaneDep, deadline: DeadlineDep) -> Response:
+async def all_statistics(request: Request, plane: PlaneDep, deadline: DeadlineDep) -> Response:
     """Triton's statistics of each model served here (the allow-list's, when there is one)."""
-    return json_response(plane.statistics("", "", deadline))
+    return json_response(await off_loop(request, plane.statistics, "", "", deadline))
 
 
 # -- one model, at Triton's choice of version or at /versions/{version} ------------------------------------
@@ -130,31 +133,41 @@ def _model_route(method: str, path: str, **options: Any) -> Callable[[E], E]:
 
 
 @_model_route("GET", "", summary="Model metadata", response_model=ModelMetadata, responses=ERROR_RESPONSES)
-def model_metadata(model: str, version: Version, plane: PlaneDep, deadline: DeadlineDep) -> Response:
+async def model_metadata(
+    request: Request, model: str, version: Version, plane: PlaneDep, deadline: DeadlineDep
+) -> Response:
     """The model's versions, platform, and inputs and outputs (``-1`` marks a free dimension)."""
-    return json_response(plane.model(model, version, deadline).info.metadata.model_dump())
+    found = await off_loop(request, plane.model, model, version, deadline)
+    return json_response(found.info.metadata.model_dump())
 
 
 @_model_route(
     "GET", "/ready", summary="Is the model ready", responses=_HEALTH_RESPONSES | {404: ERROR_RESPONSES[404]}
 )
-def model_ready(model: str, version: Version, plane: PlaneDep, deadline: HealthDeadlineDep) -> Response:
+async def model_ready(
+    request: Request, model: str, version: Version, plane: PlaneDep, deadline: HealthDeadlineDep
+) -> Response:
     """200 when Triton can run the model; 400 when it cannot (unknown to Triton, or not loaded)."""
-    if not plane.model_ready(model, version, deadline):
+    if not await off_loop(request, plane.model_ready, model, version, deadline):
         raise NotReady(f"model {model!r}{f' version {version!r}' if version else ''} is not ready")
     return Response(status_code=200)
 
 
 @_model_route("GET", "/config", summary="Model configuration", responses=ERROR_RESPONSES)
-def model_config(model: str, version: Version, plane: PlaneDep, deadline: DeadlineDep) -> Response:
+async def model_config(
+    request: Request, model: str, version: Version, plane: PlaneDep, deadline: DeadlineDep
+) -> Response:
     """The model's configuration as Triton's HTTP API writes it (every field; 64-bit integers as numbers)."""
-    return json_response(plane.model(model, version, deadline).info.config)
+    found = await off_loop(request, plane.model, model, version, deadline)
+    return json_response(found.info.config)
 
 
 @_model_route("GET", "/stats", summary="Model inference statistics", responses=ERROR_RESPONSES)
-def model_statistics(model: str, version: Version, plane: PlaneDep, deadline: DeadlineDep) -> Response:
+async def model_statistics(
+    request: Request, model: str, version: Version, plane: PlaneDep, deadline: DeadlineDep
+) -> Response:
     """Triton's inference, batch and cache statistics of the model."""
-    return json_response(plane.statistics(model, version, deadline))
+    return json_response(await off_loop(request, plane.statistics, model, version, deadline))
 
 
 _INFER_BODY = raw_json_body(V2InferRequest)

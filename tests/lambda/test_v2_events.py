@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -121,3 +122,49 @@ def test_v2_error_events_are_text_json(lambda_handler, path, header_length, stat
     error = json.loads(response["body"])
     assert list(error) == ["error"]
     assert message in error["error"]
+
+
+def v2_get_event(path: str) -> dict:
+    """A GET of ``path`` under ``/v2/{proxy+}``, as API Gateway delivers it (no body)."""
+    event = v2_event(b"", path=path)
+    event["httpMethod"] = event["requestContext"]["httpMethod"] = "GET"
+    event["body"], event["isBase64Encoded"] = None, False
+    return event
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/v2", 200),
+        ("/v2/health/live", 200),
+        ("/v2/health/ready", 200),
+        ("/v2/models/stats", 200),
+        ("/v2/models/densenet_onnx", 200),
+        ("/v2/models/densenet_onnx/versions/1", 200),
+        ("/v2/models/densenet_onnx/ready", 200),
+        ("/v2/models/densenet_onnx/versions/1/ready", 200),
+        ("/v2/models/densenet_onnx/config", 200),
+        ("/v2/models/densenet_onnx/stats", 200),
+        ("/v2/models/no_such_model", 404),
+        ("/v2/models/no_such_model/ready", 400),
+    ],
+)
+def test_v2_get_events_start_no_thread(lambda_handler, triton_http, monkeypatch, path, status):
+    # GIVEN a warm environment (its channel open) and a count of the threads Python starts
+    assert lambda_handler(v2_get_event("/v2/health/live"), LambdaContext())["statusCode"] == 200
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counted)
+    # WHEN a v2 metadata, readiness, config or statistics event runs
+    response = lambda_handler(v2_get_event(path), LambdaContext())
+    # THEN it is answered as Triton would, in the invocation's own thread: a Lambda handles one event at a
+    # time, and a worker thread per invocation (FastAPI's pool under Mangum) is ~0.6 ms for nothing
+    assert response["statusCode"] == status, response["body"][:300]
+    assert started == []
+    if path == "/v2/models/densenet_onnx":
+        assert json.loads(response["body"]) == triton_http.get_model_metadata("densenet_onnx")
