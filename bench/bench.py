@@ -17,6 +17,7 @@ itself when started without it; the uvicorn gateway and the cold-start probes in
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import contextlib
 import io
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,9 +40,11 @@ import httpx
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from geventhttpclient import HTTPClient
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from cold_start import cold_starts, import_time_report  # noqa: E402  (beside this script)
@@ -68,6 +72,10 @@ HTTP_JSON = "gateway /infer JSON data, uvicorn"
 HTTP_B64 = "gateway /infer b64, uvicorn"
 HTTP_JPEG = "gateway /infer raw JPEG top-5, uvicorn"
 HTTP_V2_BINARY = "gateway /v2 binary, tritonclient.http"
+# Anchors for what goals 5 and 5b cannot go below on a machine: uvicorn with no gateway behind it, and the
+# framework with no Triton call behind it.
+ECHO = "uvicorn alone: 600 kB in, bare ASGI app"
+STACK = "gateway GET /v2/models/m (cached), Mangum"
 
 
 @dataclass
@@ -108,11 +116,18 @@ def p(samples: list[float], q: float) -> float:
 @contextmanager
 def uvicorn_gateway(grpc_url: str) -> Iterator[str]:
     """The gateway in its own process under uvicorn with httptools' parser, as ``./dev.sh run`` serves it."""
+    env = {"TRITON_GRPC_URL": grpc_url, "LOG_LEVEL": "WARNING"}
+    with uvicorn_app("service.app:app", env) as url:
+        yield url
+
+
+@contextmanager
+def uvicorn_app(app: str, env: dict[str, str], app_dir: Path = ROOT) -> Iterator[str]:
+    """``app`` (an import string) in its own uvicorn process with httptools' parser; its base URL."""
     port = free_port()
-    env = {**os.environ, "TRITON_GRPC_URL": grpc_url, "LOG_LEVEL": "WARNING"}
-    command = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port)]
+    command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--app-dir", str(app_dir)]
     command += ["--http", "httptools", "--log-level", "warning", "--no-access-log"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(400):
@@ -123,7 +138,7 @@ def uvicorn_gateway(grpc_url: str) -> Iterator[str]:
                 time.sleep(0.05)
         else:
             # Never measure a gateway that is not there: every sample would be a connection error.
-            raise RuntimeError(f"the gateway on {url} did not answer /health (exit code {process.poll()})")
+            raise RuntimeError(f"{app} on {url} did not answer /health (exit code {process.poll()})")
         yield url
     finally:
         stop_process(process, signal.SIGTERM, 10)
@@ -159,13 +174,43 @@ def event_for(name: str, body: bytes | str, headers: dict[str, str] | None = Non
     return event
 
 
+def get_event(path: str) -> dict[str, Any]:
+    """A bodiless GET of ``path`` as API Gateway sends it (the generated v2 event, re-aimed)."""
+    event = load_event("v2_infer")
+    event["httpMethod"] = event["requestContext"]["httpMethod"] = "GET"
+    event["path"], event["requestContext"]["path"] = path, f"/api{path}"
+    event["pathParameters"] = {"proxy": path.removeprefix("/v2/")}
+    event["body"], event["isBase64Encoded"] = None, False
+    return event
+
+
+def thread_hop_us(rounds: int = 2000) -> float:
+    """Median microseconds of one hop to a worker thread and back (``run_in_executor`` of a no-op), the
+    round trip the gateway's blocking work makes under uvicorn."""
+
+    async def hops() -> list[float]:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            await loop.run_in_executor(pool, int)
+            took = []
+            for _ in range(rounds):
+                began = time.perf_counter()
+                await loop.run_in_executor(pool, int)
+                took.append((time.perf_counter() - began) * 1e6)
+        return took
+
+    return statistics.median(asyncio.run(hops()))
+
+
 def checked(response: dict[str, Any]) -> dict[str, Any]:
     assert response["statusCode"] == 200, str(response.get("body"))[:300]
     return response
 
 
-def measure_paths(triton: TritonServer, url: str, x: np.ndarray, iterations: int) -> dict[str, list[float]]:
-    """Every request path, round-robin."""
+def measure_paths(
+    triton: TritonServer, url: str, echo_url: str, x: np.ndarray, iterations: int
+) -> dict[str, list[float]]:
+    """Every request path, round-robin (``echo_url``: bench/echo_app.py under uvicorn)."""
     json_body = json.dumps(
         {"inputs": [{"name": INPUT, "datatype": "FP32", "shape": SHAPE, "data": x.ravel().tolist()}]}
     ).encode()
@@ -198,6 +243,15 @@ def measure_paths(triton: TritonServer, url: str, x: np.ndarray, iterations: int
     triton_http = httpclient.InferenceServerClient(triton.http_address)
     gateway_http = httpclient.InferenceServerClient(url.removeprefix("http://"))
     gateway_raw = httpx.Client(base_url=url, timeout=30)
+    # tritonclient.http's own HTTP client (geventhttpclient), so this row and the v2 binary row through the
+    # gateway differ by the gateway alone.
+    echo_host, echo_port = echo_url.removeprefix("http://").split(":")
+    echo_raw = HTTPClient(echo_host, int(echo_port), connection_timeout=30, network_timeout=30)
+    binary_headers = {"content-type": "application/octet-stream"}
+
+    def echo() -> None:
+        response = echo_raw.post("/echo", body=binary_body, headers=binary_headers)
+        assert response.status_code == 200 and int(response.read()) == len(binary_body)
 
     from service.lambda_handler import handler  # the environment (TRITON_GRPC_URL) configures it
 
@@ -210,6 +264,7 @@ def measure_paths(triton: TritonServer, url: str, x: np.ndarray, iterations: int
             "v2_infer", binary_body, {"Inference-Header-Content-Length": str(json_size)}
         ),
         IMAGE: event_for("infer", image_body),
+        STACK: get_event(f"/v2/models/{MODEL}"),
     }
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         for event in events.values():
@@ -234,6 +289,7 @@ def measure_paths(triton: TritonServer, url: str, x: np.ndarray, iterations: int
             )
         ),
         HTTP_V2_BINARY: http_binary(gateway_http),
+        ECHO: echo,
     }
     try:
         # The handler writes an EMF document and an access record to stdout per request, as deployed (there
@@ -243,8 +299,8 @@ def measure_paths(triton: TritonServer, url: str, x: np.ndarray, iterations: int
     finally:
         for client in (grpc, triton_http, gateway_http):
             client.close()
-        triton_raw.close()
-        gateway_raw.close()
+        for raw in (triton_raw, gateway_raw, echo_raw):
+            raw.close()
 
 
 def image_decode_call(photo: bytes) -> Callable[[], Any]:
@@ -316,7 +372,12 @@ def goals(samples: dict[str, list[float]], perf: dict[str, Any], cold: dict[str,
 
 
 def report(
-    samples: dict[str, list[float]], perf: dict[str, Any], cold: dict[str, Any], results: list[Goal], n: int
+    samples: dict[str, list[float]],
+    perf: dict[str, Any],
+    cold: dict[str, Any],
+    results: list[Goal],
+    n: int,
+    hop_us: float,
 ) -> str:
     floor = p(samples[FLOOR], 50)
     lines = [
@@ -338,6 +399,10 @@ def report(
         f"gateway import {cold['new_import_ms']:.0f} ms + first /health {cold['new_first_health_ms']:.0f} ms,"
         f" peak RSS {cold['new_rss_mb']:.0f} MB;"
         f" old Chalice app import {cold['old_import_ms']:.0f} ms, {cold['old_rss_mb']:.0f} MB"
+    )
+    lines.append(
+        f"\nthis machine's floors for goals 5/5b: uvicorn alone {p(samples[ECHO], 50):.2f} ms with the 600 kB"
+        f" body, a thread hop {hop_us:.0f} us, the framework {p(samples[STACK], 50):.2f} ms (a cached GET)"
     )
     lines.append(f"\n{'goal':<5} {'':<50} {'measured':>9} {'target':>8}  met")
     for goal in results:
@@ -390,13 +455,14 @@ def main() -> None:
         response_cache_bytes=0,
     ) as triton:
         os.environ["TRITON_GRPC_URL"] = triton.grpc_url
-        with uvicorn_gateway(triton.grpc_url) as url:
-            samples = measure_paths(triton, url, x, args.iterations)
+        with uvicorn_gateway(triton.grpc_url) as url, uvicorn_app("echo_app:app", {}, BENCH) as echo:
+            samples = measure_paths(triton, url, echo, x, args.iterations)
             perf = perf_analyzer_pairs(triton, url)
+        hop_us = thread_hop_us()
         cold = cold_starts(triton.grpc_url, load_event("health"), runs=args.cold_runs)
 
     results = goals(samples, perf, cold)
-    print(report(samples, perf, cold, results, args.iterations))
+    print(report(samples, perf, cold, results, args.iterations, hop_us))
     if args.importtime:
         print("\npython -X importtime -c 'import service.lambda_handler', slowest by cumulative time:")
         print(import_time_report())
@@ -410,6 +476,7 @@ def main() -> None:
             },
             "perf_analyzer": perf,
             "cold_start": cold,
+            "thread_hop_us": hop_us,
             "goals": [{**asdict(goal), "met": goal.met} for goal in results],
         }
         args.json.write_text(json.dumps(figures, indent=1))
