@@ -54,7 +54,7 @@ from localdev.paths import LOCAL_MODEL_REPOSITORY  # noqa: E402
 from localdev.perf_analyzer import run_perf_analyzer  # noqa: E402
 from localdev.processes import stop_process  # noqa: E402
 from localdev.tritonserver import TritonServer, free_port  # noqa: E402
-from tests.lambda_events import LambdaContext, load_event  # noqa: E402
+from tests.lambda_events import LambdaContext, load_event, v2_get_event  # noqa: E402
 
 MODEL, INPUT, OUTPUT = "densenet_onnx", "data_0", "fc6_1"
 SHAPE = [3, 224, 224]
@@ -174,16 +174,6 @@ def event_for(name: str, body: bytes | str, headers: dict[str, str] | None = Non
     return event
 
 
-def get_event(path: str) -> dict[str, Any]:
-    """A bodiless GET of ``path`` as API Gateway sends it (the generated v2 event, re-aimed)."""
-    event = load_event("v2_infer")
-    event["httpMethod"] = event["requestContext"]["httpMethod"] = "GET"
-    event["path"], event["requestContext"]["path"] = path, f"/api{path}"
-    event["pathParameters"] = {"proxy": path.removeprefix("/v2/")}
-    event["body"], event["isBase64Encoded"] = None, False
-    return event
-
-
 def thread_hop_us(rounds: int = 2000) -> float:
     """Median microseconds of one hop to a worker thread and back (``run_in_executor`` of a no-op), the
     round trip the gateway's blocking work makes under uvicorn."""
@@ -264,7 +254,7 @@ def measure_paths(
             "v2_infer", binary_body, {"Inference-Header-Content-Length": str(json_size)}
         ),
         IMAGE: event_for("infer", image_body),
-        STACK: get_event(f"/v2/models/{MODEL}"),
+        STACK: v2_get_event(f"/v2/models/{MODEL}"),
     }
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         for event in events.values():

@@ -36,6 +36,17 @@ def load_event(name: str, body: bytes | str | None = None, *, base64_body: bool 
     return event
 
 
+def v2_get_event(path: str) -> dict[str, Any]:
+    """A bodiless GET of ``path`` under ``/v2/{proxy+}`` as API Gateway delivers it (the generated v2 event,
+    re-aimed)."""
+    event = load_event("v2_infer")
+    event["httpMethod"] = event["requestContext"]["httpMethod"] = "GET"
+    event["path"], event["requestContext"]["path"] = path, f"/api{path}"
+    event["pathParameters"] = {"proxy": path.removeprefix("/v2/")}
+    event["body"], event["isBase64Encoded"] = None, False
+    return event
+
+
 def raw_body(response: dict[str, Any]) -> bytes:
     """The bytes of a proxy response's body, base64-decoded when the handler marked it ``isBase64Encoded``."""
     body: str = response["body"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from tests.lambda_events import LambdaContext, load_event, raw_body
+from tests.lambda_events import LambdaContext, load_event, raw_body, v2_get_event
 
 rng = np.random.default_rng(5)
 Client = httpclient.InferenceServerClient
@@ -122,14 +122,6 @@ def test_v2_error_events_are_text_json(lambda_handler, path, header_length, stat
     error = json.loads(response["body"])
     assert list(error) == ["error"]
     assert message in error["error"]
-
-
-def v2_get_event(path: str) -> dict:
-    """A GET of ``path`` under ``/v2/{proxy+}``, as API Gateway delivers it (no body)."""
-    event = v2_event(b"", path=path)
-    event["httpMethod"] = event["requestContext"]["httpMethod"] = "GET"
-    event["body"], event["isBase64Encoded"] = None, False
-    return event
 
 
 @pytest.mark.parametrize(
