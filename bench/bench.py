@@ -22,6 +22,7 @@ import base64
 import contextlib
 import io
 import json
+import logging
 import os
 import platform
 import signal
@@ -47,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from cold_start import cold_starts, import_time_report  # noqa: E402  (beside this script)
+from cold_start import LOG_LEVEL, cold_starts, import_time_report  # noqa: E402  (beside this script)
 
 from localdev.model_repo import build_model_repository  # noqa: E402
 from localdev.paths import LOCAL_MODEL_REPOSITORY  # noqa: E402
@@ -116,7 +117,7 @@ def p(samples: list[float], q: float) -> float:
 @contextmanager
 def uvicorn_gateway(grpc_url: str) -> Iterator[str]:
     """The gateway in its own process under uvicorn with httptools' parser, as ``./dev.sh run`` serves it."""
-    env = {"TRITON_GRPC_URL": grpc_url, "LOG_LEVEL": "WARNING"}
+    env = {"TRITON_GRPC_URL": grpc_url, "LOG_LEVEL": LOG_LEVEL}
     with uvicorn_app("service.app:app", env) as url:
         yield url
 
@@ -435,7 +436,10 @@ def main() -> None:
     args = parser.parse_args()
 
     x = np.random.default_rng(0).random(SHAPE, dtype=np.float32)
-    os.environ["LOG_LEVEL"] = "WARNING"
+    # As deployed: the gateway writes an access record (and an EMF document) per request. The handler's
+    # INFO level is the root logger's too: the bench's own HTTP client must not log every request.
+    os.environ["LOG_LEVEL"] = LOG_LEVEL
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # No response cache: every path repeats one tensor, which a cache would answer without the model, and
     # the figures are of what an uncached request costs.
     with TritonServer(

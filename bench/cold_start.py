@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OLD_APP = Path(__file__).resolve().parent / "old_app"
 
 _PEAK = "int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024"
+# The template's default (deploy/template.yaml, LogLevel): every request writes its access record, as
+# deployed. The probes' figures are the last line of their stdout, after the handler's own lines.
+LOG_LEVEL = "INFO"
 
 # Only what the Lambda runtime does: import the handler module, then call it with an event and a context.
 NEW_PROBE = f"""
@@ -79,7 +82,7 @@ def probe_environment(**settings: str) -> dict[str, str]:
 
 def cold_starts(grpc_url: str, health_event: dict[str, Any], runs: int = 5) -> dict[str, Any]:
     """Medians over ``runs`` alternated fresh processes of each kind, and every sample."""
-    env = probe_environment(TRITON_GRPC_URL=grpc_url, LOG_LEVEL="WARNING")
+    env = probe_environment(TRITON_GRPC_URL=grpc_url, LOG_LEVEL=LOG_LEVEL)
     new: list[dict[str, Any]] = []
     old: list[dict[str, Any]] = []
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
