@@ -23,6 +23,8 @@ _CHANNEL_OPTIONS = [
     ("grpc.use_local_subchannel_pool", 1),
 ]
 _MODEL_INFER = f"/{service_pb2.DESCRIPTOR.services_by_name['GRPCInferenceService'].full_name}/ModelInfer"
+# How long connect()'s probe may wait for Triton's answer (nothing waits for it; a Lambda's init is <= 10 s).
+_CONNECT_PROBE_SECONDS = 5.0
 # Channels are re-opened after 90-100 % of their max age, so environments started together (a burst of
 # cold starts) do not all reconnect in the same second.
 _MAX_AGE_JITTER = 0.1
@@ -95,17 +97,17 @@ class ChannelPool:
 
     def connect(self) -> None:
         """Open the current channel and have gRPC connect it now, in its own threads, instead of on the
-        first call; whether that first attempt succeeds is the calls' business, so nothing waits for it."""
+        first call; whether that first attempt succeeds is the calls' business, so nothing waits for it.
+
+        The connection is made by a liveness probe whose answer nobody waits for, not by a connectivity
+        subscription: gRPC's subscription thread raises in the background (grpc/grpc#18995) when the channel
+        is closed under it, as a channel retired or closed while its connection attempt hangs would be. A
+        probe on a closed channel is only cancelled."""
         pooled = self.acquire()
-        self.release(pooled)
-        channel = pooled.channel
-
-        def settled(state: grpc.ChannelConnectivity) -> None:
-            # Subscribed only until the first attempt ends: a subscription keeps a thread polling.
-            if state not in (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING):
-                channel.unsubscribe(settled)
-
-        channel.subscribe(settled, try_to_connect=True)
+        try:
+            pooled.stub.ServerLive.future(service_pb2.ServerLiveRequest(), timeout=_CONNECT_PROBE_SECONDS)
+        finally:
+            self.release(pooled)
 
     def acquire(self) -> Pooled:
         """The current channel, replaced once past its max age; the caller must :meth:`release` it."""
