@@ -14,15 +14,13 @@ import orjson
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
-from service.errors import BadRequest, ClientClosedRequest, PayloadTooLarge, describe_validation_errors
+from service.errors import ClientClosedRequest, PayloadTooLarge
 from service.protocol.envelopes import ErrorBody
 from service.settings import API_GATEWAY_LIMIT_SECONDS, Settings
 from service.triton import Deadline, TritonClient, get_client
 
-M = TypeVar("M", bound=BaseModel)
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -148,14 +146,6 @@ async def read_body(request: Request, settings: Settings) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def parse_json(model: type[M], body: bytes) -> M:
-    """The body decoded straight from bytes into ``model`` (no intermediate dict); 400 naming the field."""
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        raise BadRequest(describe_validation_errors(exc.errors(include_url=False))) from None
-
-
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     """JSON written by orjson, numpy arrays included, without a Python object per element."""
     return Response(
@@ -166,11 +156,10 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
     )
 
 
-def raw_json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI for a route that decodes its body itself: documents ``model`` as the JSON request body."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
-        }
-    }
+def schema_ref(name: str) -> dict[str, str]:
+    """A reference to a schema the OpenAPI document lists among its components (``app._openapi``)."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+# The API key for a route that declares its parameters in ``openapi_extra`` rather than as dependencies.
+SECURITY: dict[str, Any] = {"security": [{"APIKeyHeader": []}]}
