@@ -59,10 +59,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.readiness = ReadinessCache(settings.health_cache_seconds)
+    # The routes join the app's own list rather than being included routers, which FastAPI matches twice per
+    # request (the router, then the route); they already carry their router's prefix, tags and dependencies.
     # The inference routes import the pipeline (numpy, Pillow, the codecs) inside, on first use: a cold
     # start answering /health loads none of it.
     for router in (health.router, infer.router, v2.router, docs.router):
-        app.include_router(router)
+        app.router.routes.extend(router.routes)
     _install_error_handlers(app)
     # Outside the error handlers, so every answer is logged (envelopes included), with the path as the
     # caller sent it: the root-path middleware, added after it, runs first.
@@ -113,6 +115,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         from service.openapi import describe_service
         from service.protocol.metadata import ModelMetadata, ServerMetadata
         from service.protocol.schemas import (
+            ErrorBody,
             HealthBody,
             ImageInferResponse,
             InferRequest,
@@ -126,7 +129,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         # Bodies that routes decode themselves, and answers they reference rather than declare as response
         # models (a response model compiles a validator at a cold start), which FastAPI would not list.
-        bodies = (InferRequest, V2InferRequest, HealthBody, InferResponse, ImageInferResponse)
+        bodies = (InferRequest, V2InferRequest, ErrorBody, HealthBody, InferResponse, ImageInferResponse)
         for model in (*bodies, ModelMetadata, ServerMetadata):
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(model_schema.pop("$defs", {}))

@@ -17,7 +17,6 @@ from fastapi.security import APIKeyHeader
 from starlette.requests import ClientDisconnect
 
 from service.errors import ClientClosedRequest, PayloadTooLarge
-from service.protocol.envelopes import ErrorBody
 from service.settings import API_GATEWAY_LIMIT_SECONDS, Settings
 from service.triton import Deadline, TritonClient, get_client
 
@@ -36,16 +35,25 @@ api_key = APIKeyHeader(
 )
 ApiKey = Annotated[str | None, Depends(api_key)]
 
+
+def schema_ref(name: str) -> dict[str, str]:
+    """A reference to a schema the OpenAPI document lists among its components (``app._openapi``)."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def error_response(description: str) -> dict[str, Any]:
+    # The envelope's schema by reference, not as a model: a model makes FastAPI build a field for it at
+    # import, which imports pydantic.v1 (to refuse one) at a cold start. The OpenAPI document lists it.
+    return {"description": description, "content": {"application/json": {"schema": schema_ref("ErrorBody")}}}
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {
-        "model": ErrorBody,
-        "description": "The request does not fit the model; the message names the field",
-    },
-    404: {"model": ErrorBody, "description": "The model or version is not served here"},
-    413: {"model": ErrorBody, "description": "The body is over the size limit"},
-    502: {"model": ErrorBody, "description": "Triton failed to run the request"},
-    503: {"model": ErrorBody, "description": "Triton is unavailable or not ready"},
-    504: {"model": ErrorBody, "description": "Triton did not answer within the deadline"},
+    400: error_response("The request does not fit the model; the message names the field"),
+    404: error_response("The model or version is not served here"),
+    413: error_response("The body is over the size limit"),
+    502: error_response("Triton failed to run the request"),
+    503: error_response("Triton is unavailable or not ready"),
+    504: error_response("Triton did not answer within the deadline"),
 }
 
 
@@ -154,11 +162,6 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
         headers=headers,
         media_type="application/json",
     )
-
-
-def schema_ref(name: str) -> dict[str, str]:
-    """A reference to a schema the OpenAPI document lists among its components (``app._openapi``)."""
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 # The API key for a route that declares its parameters in ``openapi_extra`` rather than as dependencies.

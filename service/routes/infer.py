@@ -13,9 +13,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from service.errors import BadRequest, UnsupportedMediaType
-from service.protocol.envelopes import ErrorBody
 from service.protocol.headers import IMAGE_TYPES
-from service.routes.common import ERROR_RESPONSES, SECURITY, json_response, read_body, schema_ref
+from service.routes.common import (
+    ERROR_RESPONSES,
+    SECURITY,
+    error_response,
+    json_response,
+    read_body,
+    schema_ref,
+)
 from service.routes.plane import inference
 
 if TYPE_CHECKING:
@@ -72,7 +78,7 @@ _OPENAPI: dict[str, Any] = {
             },
         },
         **ERROR_RESPONSES,
-        415: {"model": ErrorBody, "description": "The content type is not JSON, an image or a form"},
+        415: error_response("The content type is not JSON, an image or a form"),
     },
     openapi_extra=_OPENAPI,
 )

@@ -9,9 +9,9 @@ would also need a binary media type to pass through it."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from service.errors import NotReady
@@ -66,17 +66,11 @@ _HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-# Coroutines though they never wait: FastAPI runs a plain function dependency in its thread pool, a thread
-# hop per request (under Mangum, a new thread per invocation: ~1 ms on the v2 infer route).
-async def _version(request: Request) -> str:
-    return str(request.path_params.get("version", ""))
-
-
-Version = Annotated[str, Depends(_version)]
-
-
-async def _versioned(version: Annotated[str, Path(description="model version, e.g. 2")]) -> None:
-    """Declares the path's ``{version}`` for OpenAPI; the handlers read it through ``Version``."""
+def _model(request: Request) -> tuple[str, str]:
+    # The routes read their path themselves and declare it in OpenAPI (below): a typed path parameter makes
+    # FastAPI build a field for it at import, which imports pydantic.v1 (to refuse one) at a cold start.
+    params = request.path_params
+    return str(params["model"]), str(params.get("version", ""))
 
 
 # -- the server ------------------------------------------------------------------------------------------
@@ -137,35 +131,34 @@ def _model_route(method: str, path: str, **options: Any) -> Callable[[E], E]:
 
 
 @_model_route("GET", "", summary="Model metadata", responses=_answer("ModelMetadata"))
-async def model_metadata(request: Request, model: str, version: Version, deadline: DeadlineDep) -> Response:
+async def model_metadata(request: Request, deadline: DeadlineDep) -> Response:
     """The model's versions, platform, and inputs and outputs (``-1`` marks a free dimension)."""
-    found = await plane_of(request).model(_ref(model, version), deadline)
+    found = await plane_of(request).model(_ref(*_model(request)), deadline)
     return json_response(found.info.metadata.model_dump())
 
 
 @_model_route(
     "GET", "/ready", summary="Is the model ready", responses=_HEALTH_RESPONSES | {404: ERROR_RESPONSES[404]}
 )
-async def model_ready(
-    request: Request, model: str, version: Version, deadline: HealthDeadlineDep
-) -> Response:
+async def model_ready(request: Request, deadline: HealthDeadlineDep) -> Response:
     """200 when Triton can run the model; 400 when it cannot (unknown to Triton, or not loaded)."""
+    model, version = _model(request)
     if not await plane_of(request).model_ready(model, version, deadline):
         raise NotReady(f"model {model!r}{f' version {version!r}' if version else ''} is not ready")
     return Response(status_code=200)
 
 
 @_model_route("GET", "/config", summary="Model configuration", responses=ERROR_RESPONSES)
-async def model_config(request: Request, model: str, version: Version, deadline: DeadlineDep) -> Response:
+async def model_config(request: Request, deadline: DeadlineDep) -> Response:
     """The model's configuration as Triton's HTTP API writes it (every field; 64-bit integers as numbers)."""
-    found = await plane_of(request).model(_ref(model, version), deadline)
+    found = await plane_of(request).model(_ref(*_model(request)), deadline)
     return json_response(found.info.config)
 
 
 @_model_route("GET", "/stats", summary="Model inference statistics", responses=ERROR_RESPONSES)
-async def model_statistics(request: Request, model: str, version: Version, deadline: DeadlineDep) -> Response:
+async def model_statistics(request: Request, deadline: DeadlineDep) -> Response:
     """Triton's inference, batch and cache statistics of the model."""
-    return json_response(await plane_of(request).statistics(model, version, deadline))
+    return json_response(await plane_of(request).statistics(*_model(request), deadline))
 
 
 _INFER_OPENAPI: dict[str, Any] = {
@@ -217,7 +210,7 @@ async def infer(request: Request) -> Response:
 
     plane, deadline = inference(request)
     body = await read_body(request, plane.settings)
-    model = ModelRef(request.path_params["model"], request.path_params.get("version", ""))
+    model = ModelRef(*_model(request))
     headers = request.headers
     decoded = decode_v2(
         body, model, plane.limits, headers.get(HEADER_LENGTH), headers.get("content-encoding")
@@ -237,21 +230,27 @@ def _ref(model: str, version: str) -> ModelRef:
 
 # Declared on the v2 router itself rather than as a router included twice: FastAPI matches an included
 # router's routes twice per request (once to pick the router, once the route), ~0.1 ms on every request.
-# The infer route reads its path itself, so OpenAPI is told of its path parameters.
+# Each model route is declared under both prefixes, its path parameters in its OpenAPI (it reads them itself).
 _MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
-_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"},
-            "description": "model version, e.g. 2"}  # fmt: skip
-for _prefix, _declared, _parameters in (
-    ("/models/{model}", [], [_MODEL]),
-    ("/models/{model}/versions/{version}", [Depends(_versioned)], [_MODEL, _VERSION]),
+_VERSION = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "model version, e.g. 2",
+}
+for _prefix, _path_parameters in (
+    ("/models/{model}", [_MODEL]),
+    ("/models/{model}/versions/{version}", [_MODEL, _VERSION]),
 ):
     for _method, _path, _endpoint, _options in _MODEL_ROUTES:
-        if _endpoint is infer:
-            extra = {**_INFER_OPENAPI, "parameters": [*_parameters, *_INFER_OPENAPI["parameters"]]}
-            options = {**_options, "openapi_extra": extra}
-            router.add_api_route(_prefix + _path, _endpoint, methods=[_method], **options)
-        else:
-            dependencies = [*_KEY, *_declared]
-            router.add_api_route(
-                _prefix + _path, _endpoint, methods=[_method], dependencies=dependencies, **_options
-            )
+        _extra = _options.get("openapi_extra", {})
+        _parameters = [*_path_parameters, *_extra.get("parameters", [])]
+        router.add_api_route(
+            _prefix + _path,
+            _endpoint,
+            methods=[_method],
+            # infer reads no key: API Gateway checks it, and infer's OpenAPI declares it.
+            dependencies=[] if _endpoint is infer else _KEY,
+            **{**_options, "openapi_extra": {**_extra, "parameters": _parameters}},
+        )
