@@ -27,15 +27,17 @@ from service.protocol.checks import check_inputs
 from service.protocol.classification import classification_output
 from service.protocol.metadata import ModelInfo
 from service.protocol.model_ref import check_model_name, check_version
-from service.protocol.request import ImageRequest, ImageResult, InferenceRequest, Limits, ModelRef
-from service.protocol.tensors import InferResult, OutputSpec, Tensor
+from service.protocol.request import ImageRequest, ImageResult, InferenceRequest, Limits, ModelRef, Tensors
+from service.protocol.tensors import Array, InferResult, OutputSpec, Tensor
 from service.settings import Settings
 from service.triton import Deadline, TritonClient
 
 P = ParamSpec("P")
 T = TypeVar("T")
-# Threads for the blocking Triton client under uvicorn (anyio's default limit, which Starlette's pool had).
-_TRITON_THREADS = 40
+# Threads for blocking work under uvicorn (anyio's default limit, which Starlette's pool had).
+_THREADS = 40
+# A body up to this size is read and decoded on the loop itself: a thread hop costs more than the work.
+_INLINE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +50,8 @@ class Model:
 
 
 class DataPlane:
-    """Models and inference for one request's settings and Triton client. ``inline``: call the client on
-    the caller's thread (a Lambda serves one event at a time: a thread hop would buy nothing)."""
+    """Models and inference for one request's settings and Triton client. ``inline``: run everything on the
+    caller's thread (a Lambda serves one event at a time: a thread hop would buy nothing)."""
 
     def __init__(self, settings: Settings, triton: TritonClient, *, inline: bool = False) -> None:
         self.settings = settings
@@ -111,12 +113,7 @@ class DataPlane:
         if isinstance(request, ImageRequest):
             return await self._infer_images(request, deadline)
         model = await self.model(request.model, deadline)
-        tensors = request.tensors(model.info)
-        # Names, datatypes and shapes first: a mismatch is the clearer message than the byte count it causes.
-        check_inputs(tensors.inputs, model.info)
-        with observability.stage("decode tensors"):
-            arrays = tensors.decode()
-        outputs = tensors.answer.specs(model.info)
+        tensors, arrays, outputs = await self.offload(lambda: _prepare(request, model.info), request.size)
         return await self._triton(
             self.triton.infer,
             model.name,
@@ -139,11 +136,15 @@ class DataPlane:
         else:
             outputs = [OutputSpec(output.name) for output in model.info.metadata.outputs]
         max_pixels = self.settings.max_image_pixels
-        with observability.stage("decode images"):
-            arrays = [
-                load_image(_image_bytes(data, field), target, field, max_pixels)
-                for field, data in images.uploads
-            ]
+
+        def decode() -> list[Array]:
+            with observability.stage("decode images"):
+                return [
+                    load_image(_image_bytes(data, field), target, field, max_pixels)
+                    for field, data in images.uploads
+                ]
+
+        arrays = await self.offload(decode, request.size)
         observability.note_images(len(arrays))
         results = await self._run(model, call_inputs(arrays, target), outputs, deadline, images.id)
         classified = outputs[0].name if images.top_k is not None else None
@@ -167,17 +168,37 @@ class DataPlane:
             self.triton.infer_many, model.name, model.version, calls, outputs, deadline, request_id
         )
 
-    # -- the Triton client -----------------------------------------------------------------------------------
+    # -- where work runs -------------------------------------------------------------------------------------
+
+    async def offload(self, work: Callable[[], T], size: int) -> T:
+        """CPU work for a body of ``size`` bytes (reading, decoding): on the loop when the body is small or
+        under Lambda; under uvicorn, a big one's off the loop, so it does not stall the other requests."""
+        if self.inline or size <= _INLINE_BYTES:
+            return work()
+        return await self._off_loop(work)
 
     async def _triton(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """The one place the (blocking) Triton client is called: inline under Lambda; under uvicorn on the
-        loop's executor, in a copy of the request's context (its id, its observation), so a slow call never
-        holds up the event loop."""
+        """The one place the (blocking) Triton client is called: inline under Lambda, off the loop under
+        uvicorn, so a slow call never holds up the event loop."""
         if self.inline:
             return call(*args, **kwargs)
+        return await self._off_loop(partial(call, *args, **kwargs))
+
+    async def _off_loop(self, work: Callable[[], T]) -> T:
+        # The loop's executor, in a copy of the request's context (its id, its observation).
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_executor(), partial(context.run, call, *args, **kwargs))
+        return await loop.run_in_executor(_executor(), partial(context.run, work))
+
+
+def _prepare(request: InferenceRequest, info: ModelInfo) -> tuple[Tensors, list[Tensor], list[OutputSpec]]:
+    """The request's body read against the model, checked, its tensors decoded, its outputs chosen."""
+    tensors = request.tensors(info)
+    # Names, datatypes and shapes first: a mismatch is the clearer message than the byte count it causes.
+    check_inputs(tensors.inputs, info)
+    with observability.stage("decode tensors"):
+        arrays = tensors.decode()
+    return tensors, arrays, tensors.answer.specs(info)
 
 
 def _image_bytes(data: bytes | str, field: str) -> bytes:
@@ -187,4 +208,4 @@ def _image_bytes(data: bytes | str, field: str) -> bytes:
 @cache
 def _executor() -> ThreadPoolExecutor:
     # Created on first use, never at import: a cold start answering /health starts no threads.
-    return ThreadPoolExecutor(max_workers=_TRITON_THREADS, thread_name_prefix="triton")
+    return ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="plane")

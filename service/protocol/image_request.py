@@ -41,8 +41,8 @@ def decode_image_upload(body: bytes, content_type: str, query: ImageQuery, limit
     media = content_type.split(";", 1)[0].strip().lower()
     model, top_k = ModelRef(query.model, query.version or ""), query.top_k
     if media in IMAGE_TYPES:
-        return ImageRequest(model, lambda: Images([("image", body)], top_k))
-    return ImageRequest(model, lambda: Images(_form_images(body, content_type, limits), top_k))
+        return ImageRequest(model, lambda: Images([("image", body)], top_k), len(body))
+    return ImageRequest(model, lambda: Images(_form_images(body, content_type, limits), top_k), len(body))
 
 
 def _form_images(body: bytes, content_type: str, limits: Limits) -> list[tuple[str, bytes | str]]:

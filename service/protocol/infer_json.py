@@ -80,12 +80,13 @@ def decode_infer_json(body: bytes, limits: Limits) -> InferenceRequest | ImageRe
     reading = read_json_tensors(body, TensorInferRequest, limits.element_limit)
     if reading.fast is not None:
         request = reading.fast.request
-        return InferenceRequest(_model_ref(request.model, request.version), _tensors_of(reading, "tensors"))
+        model = _model_ref(request.model, request.version)
+        return InferenceRequest(model, _tensors_of(reading, "tensors"), len(body))
     keys = read_infer_body_keys(body)
     model = _model_ref(keys.model, keys.version)
     if keys.kind == "images":
-        return ImageRequest(model, lambda: _json_images(body))
-    return InferenceRequest(model, _tensors_of(reading, keys.kind))
+        return ImageRequest(model, lambda: _json_images(body), len(body))
+    return InferenceRequest(model, _tensors_of(reading, keys.kind), len(body))
 
 
 def _model_ref(name: str | None, version: str | None) -> ModelRef:

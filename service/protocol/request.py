@@ -91,12 +91,14 @@ class Tensors:
 
 
 class InferenceRequest:
-    """A tensor inference request: the model now, the body when the data plane has that model's info."""
+    """A tensor inference request: the model now, the body when the data plane has that model's info.
+    ``size``: the body's bytes, which tell the data plane where reading it is worth running."""
 
-    __slots__ = ("_read", "_tensors", "model")
+    __slots__ = ("_read", "_tensors", "model", "size")
 
-    def __init__(self, model: ModelRef, read: Callable[[ModelInfo], Tensors]) -> None:
+    def __init__(self, model: ModelRef, read: Callable[[ModelInfo], Tensors], size: int = 0) -> None:
         self.model = model
+        self.size = size
         self._read = read
         self._tensors: Tensors | None = None
 
@@ -123,12 +125,14 @@ class Images:
 
 
 class ImageRequest:
-    """An image inference request: the model now, the images once the model is known to be served."""
+    """An image inference request: the model now, the images once the model is known to be served.
+    ``size``: the body's bytes."""
 
-    __slots__ = ("_images", "_read", "model")
+    __slots__ = ("_images", "_read", "model", "size")
 
-    def __init__(self, model: ModelRef, read: Callable[[], Images]) -> None:
+    def __init__(self, model: ModelRef, read: Callable[[], Images], size: int = 0) -> None:
         self.model = model
+        self.size = size
         self._read = read
         self._images: Images | None = None
 

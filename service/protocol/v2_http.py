@@ -44,7 +44,7 @@ def decode_v2(
             id=request.id or "",
         )
 
-    return InferenceRequest(model, read)
+    return InferenceRequest(model, read, len(body))
 
 
 def encode_v2(result: InferResult, answer: Answer) -> tuple[bytes, int | None]:

@@ -91,7 +91,7 @@ async def infer(request: Request) -> Response:
 
     plane, deadline = inference(request)
     body = await read_body(request, plane.settings)
-    decoded = _decode(request, body, plane.limits)
+    decoded = await plane.offload(lambda: _decode(request, body, plane.limits), len(body))
     result = await plane.infer(decoded, deadline)
     return json_response(encode_infer_json(result, decoded.answer))
 
