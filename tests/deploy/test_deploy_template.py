@@ -282,8 +282,12 @@ def test_gateway_function_is_an_image_in_the_vpc_with_the_app_settings(translate
     function = only(translated, "AWS::Lambda::Function")
     assert function["PackageType"] == "Image"
     assert function["TracingConfig"] == {"Mode": "Active"}
-    # The README's defaults: 10 reserved Lambdas, 1 GB; a timeout API Gateway (29 s) would not cut short.
-    assert parameter_default(translated, function["ReservedConcurrentExecutions"]) == 10
+    # The README's defaults: no reserved concurrency (young accounts cannot spare any), 1 GB; a timeout API
+    # Gateway (29 s) would not cut short.
+    assert (
+        "ReservedConcurrentExecutions"
+        not in resolve(translated)["Resources"]["GatewayFunction"]["Properties"]
+    )
     assert parameter_default(translated, function["MemorySize"]) == 1024
     assert parameter_default(translated, function["Timeout"]) <= 29
     assert function["LoggingConfig"]["LogFormat"] == "JSON"
