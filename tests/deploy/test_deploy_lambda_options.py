@@ -1,8 +1,9 @@
 """The gateway Lambda's options (issue 8): provisioned concurrency on an auto-published alias, and arm64."""
 
 import json
+import os
 import re
-import zlib
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,38 @@ def test_a_new_image_moves_the_live_alias_to_a_new_version(
     assert code_only[0] != first[0], "a code-only redeploy leaves the live alias on the old image"
 
 
+# Stand-ins for the commands deploy.sh runs: `sam` records its arguments, `aws` answers what the script asks.
+STUBS = {
+    "sam": 'printf "%s\\n" "$@" > "$STUB_LOG.$1"\n',
+    "docker": "exit 0\n",
+    "aws": """case "$*" in
+    *describe-managed-prefix-lists*) echo pl-63a5400a ;;
+    *get-account*) echo arn:aws:iam::123456789012:role/apigateway-logs ;;
+    *) echo stub-value ;;
+esac
+""",
+}
+
+
+def deploy_script_parameters(folder: Path, *overrides: str) -> dict[str, str]:
+    """The --parameter-overrides deploy/scripts/deploy.sh hands `sam deploy`, run with these overrides."""
+    stubs = folder / "bin"
+    stubs.mkdir(exist_ok=True)
+    for command, body in STUBS.items():
+        (stubs / command).write_text(f"#!/usr/bin/env bash\n{body}")
+        (stubs / command).chmod(0o755)
+    log = folder / "sam"
+    env = {**os.environ, "PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}", "STUB_LOG": str(log)}
+    env |= {"AWS_REGION": "us-east-1"}
+    script = REPO_ROOT / "deploy" / "scripts" / "deploy.sh"
+    command = ["bash", str(script), "--parameter-overrides", *overrides]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    arguments = Path(f"{log}.deploy").read_text().splitlines()
+    given = arguments[arguments.index("--parameter-overrides") + 1 :]
+    return dict(argument.split("=", 1) for argument in given)
+
+
 @pytest.mark.parametrize(
     ("name", "before", "after"),
     [
@@ -151,14 +184,16 @@ def test_a_new_image_moves_the_live_alias_to_a_new_version(
 def test_a_settings_change_moves_the_live_alias_to_a_new_version(
     deployed: Callable[..., dict[str, Any]],
     version_create_only: list[str],
+    tmp_path: Path,
     name: str,
     before: str,
     after: str,
 ) -> None:
-    # GIVEN two deploys of the same image whose parameters differ in one setting, each with the revision
-    # deploy.sh fingerprints its parameters into
+    # GIVEN two deploys of the same image whose parameters differ in one setting, each with the parameters
+    # deploy.sh gives sam deploy (its fingerprint of them in GatewayConfigRevision)
     def deploy(value: str) -> tuple[dict[str, Any], dict[str, str]]:
-        parameters = {name: value, "GatewayConfigRevision": f"{zlib.crc32(f'{name}={value}'.encode())}"}
+        parameters = deploy_script_parameters(tmp_path, f"{name}={value}")
+        assert parameters[name] == value
         return deployed(IMAGE_A, **parameters), parameters
 
     (old, old_parameters), (new, new_parameters) = deploy(before), deploy(after)
