@@ -21,6 +21,8 @@ TEMPLATE_DEVICE = "/dev/xvda"
 GPU_PREFIXES = ("g4dn.", "g5.", "g6.")
 CPU_DEFAULT_GIB = 60
 GPU_DEFAULT_GIB = 100
+# Below this the OS and the Triton -py3 image (~15 GB unpacked) do not fit together.
+MINIMUM_GIB = 30
 
 
 def root_volume_gib(instance_type: str, volume_size: int) -> int:
@@ -41,6 +43,8 @@ def problem(image: dict[str, Any], instance_type: str, volume_size: int) -> str 
     (mapping,) = [m for m in image.get("BlockDeviceMappings", []) if m.get("DeviceName") == root]
     snapshot = int(mapping["Ebs"]["VolumeSize"])
     size = root_volume_gib(instance_type, volume_size)
+    if size < MINIMUM_GIB:
+        return f"TritonVolumeSize {size} GiB cannot hold the Triton image: set at least {MINIMUM_GIB} (or 0)"
     if size < snapshot:
         return (
             f"TritonVolumeSize gives a {size} GiB root volume, but AMI {image.get('ImageId')}'s root "

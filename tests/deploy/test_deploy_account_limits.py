@@ -137,6 +137,8 @@ def test_the_pre_flight_rule_names_the_setting_when_the_volume_is_too_small() ->
     result = run_rule(GPU_BASE, "--instance-type", "g5.xlarge", "--volume-size", "60")
     assert result.returncode == 1
     assert "TritonVolumeSize" in result.stderr and "75" in result.stderr, result.stderr
+    result = run_rule(AL2023, "--instance-type", "m6i.large", "--volume-size", "20")
+    assert result.returncode == 1 and "TritonVolumeSize" in result.stderr, result.stderr
     sda1 = {**GPU_BASE, "RootDeviceName": "/dev/sda1"}
     sda1["BlockDeviceMappings"] = [{**GPU_BASE["BlockDeviceMappings"][0], "DeviceName": "/dev/sda1"}]
     result = run_rule(sda1, "--instance-type", "g5.xlarge")
