@@ -154,8 +154,7 @@ case "${1:-}" in
         ;;
     deploy)
         shift
-        # ${1+"$@"}: bash 3.2 (macOS) with set -u has no "$@" without arguments.
-        exec deploy/scripts/deploy-all.sh ${1+"$@"}
+        exec deploy/scripts/deploy-all.sh "$@"
         ;;
     *)
         echo "usage: ./dev.sh run | ./dev.sh test [pytest args] | ./dev.sh lock [uv args] | ./dev.sh deploy [args]" >&2
