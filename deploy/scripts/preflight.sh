@@ -4,8 +4,8 @@
 # keeps the deployed stack's value, else the template's default. Checks: the region's Availability Zones
 # (and the instance type offered in the two the created VPC uses), the Lambda concurrency quota against
 # GatewayReservedConcurrency, the API Gateway CloudWatch role (account setting), the EC2 vCPU quota of the
-# instance type's class (G and VT, P, or standard), and the AMI (root device, architecture, root snapshot size
-# against TritonVolumeSize). It is bash with the AWS CLI's --query rather than Python because it runs where
+# instance type's class (G and VT, P, or standard), and the AMI (architecture; root device and snapshot size
+# against the root volume TritonVolumeSize gives, by deploy/scripts/root_volume.py). It is bash with the AWS CLI's --query rather than Python because it runs where
 # the deploy runs (a laptop with the AWS CLI, SAM and Docker), which need not have this project's venvs.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -138,28 +138,23 @@ else
     fi
 fi
 
-# --- AMI: the launch template sizes /dev/xvda, which must be the AMI's root and at least its snapshot ------
+# --- AMI: its architecture, and a root volume (deploy/scripts/root_volume.py, the template's rule) that holds it
 ami="$(setting TritonAmiId)"
+volume="$(setting TritonVolumeSize)"
 if [[ "$ami" != ami-* ]]; then
     fail "AMI: TritonAmiId is '$ami', not an AMI id. Fix: run ./dev.sh deploy (it pins one), or --parameter-overrides TritonAmiId=ami-..."
-elif ! image="$(aws ec2 describe-images --image-ids "$ami" \
-    --query "Images[0].[RootDeviceName, Architecture, BlockDeviceMappings[?DeviceName=='/dev/xvda'].Ebs.VolumeSize | [0]]" \
-    --output text 2>/dev/null)" || [ -z "$image" ] || [ "$image" = None ]; then
+elif ! ami_arch="$(aws ec2 describe-images --image-ids "$ami" --query "Images[0].Architecture" --output text 2>/dev/null)" \
+    || [ -z "$ami_arch" ] || [ "$ami_arch" = None ]; then
     fail "AMI: TritonAmiId=$ami is not an image this account can use in $region. Fix: ./dev.sh deploy --roll-ami (resolves the latest), or another TritonAmiId"
+elif [[ ",$architectures," != *",$ami_arch,"* ]]; then
+    fail "AMI: $ami is $ami_arch, $instance_type runs $architectures. Fix: an AMI of that architecture (TRITON_AMI_SSM_PARAMETER=... ./dev.sh deploy), or another TritonInstanceType"
+elif ! command -v python3 >/dev/null 2>&1; then
+    warn "AMI: $ami ($ami_arch); root volume not checked (deploy/scripts/root_volume.py needs python3 on PATH)"
+elif size="$(aws ec2 describe-images --image-ids "$ami" --output json \
+    | python3 "$DEPLOY_DIR/scripts/root_volume.py" --instance-type "$instance_type" --volume-size "${volume:-0}" 2>&1)"; then
+    ok "AMI: $ami ($ami_arch); a $size GiB root volume holds its root snapshot"
 else
-    read -r root_device ami_arch snapshot_size <<<"$image"
-    volume="$(setting TritonVolumeSize)"
-    if [ "$root_device" != /dev/xvda ]; then
-        fail "AMI: $ami's root device is $root_device; the launch template sizes /dev/xvda, so TritonVolumeSize would add a second disk and leave the root at the AMI's size. Fix: an AMI whose root is /dev/xvda (Amazon Linux 2023, the Deep Learning Base AMIs on it)"
-    elif [[ ",$architectures," != *",$ami_arch,"* ]]; then
-        fail "AMI: $ami is $ami_arch, $instance_type runs $architectures. Fix: an AMI of that architecture (TRITON_AMI_SSM_PARAMETER=... ./dev.sh deploy), or another TritonInstanceType"
-    elif [ -z "$volume" ] || [ "$volume" = 0 ]; then
-        ok "AMI: $ami ($ami_arch, root /dev/xvda); the volume is the AMI's own size, $snapshot_size GiB"
-    elif [ "$volume" -lt "$snapshot_size" ]; then
-        fail "AMI: TritonVolumeSize=$volume GiB is smaller than $ami's root snapshot ($snapshot_size GiB): EC2 refuses every launch and the stack waits 30 minutes before it rolls back. Fix: --parameter-overrides TritonVolumeSize=$((snapshot_size + 20)) (the snapshot plus room for the ~15 GB Triton image), at least $snapshot_size"
-    else
-        ok "AMI: $ami ($ami_arch, root /dev/xvda, snapshot $snapshot_size GiB <= TritonVolumeSize=$volume)"
-    fi
+    fail "AMI: $size. EC2 refuses every launch otherwise, and the stack waits 30 minutes before it rolls back. Fix: --parameter-overrides TritonVolumeSize=<GiB> (0: 60 on CPU types, 100 on GPU types)"
 fi
 
 if [ "$problems" -gt 0 ]; then

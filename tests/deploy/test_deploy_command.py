@@ -53,7 +53,12 @@ DEPLOYED = stack(
 
 def image(root: str = "/dev/xvda", arch: str = "x86_64", size: int = 8) -> dict[str, Any]:
     mappings = [{"DeviceName": root, "Ebs": {"VolumeSize": size}}]
-    found = {"RootDeviceName": root, "Architecture": arch, "BlockDeviceMappings": mappings}
+    found = {
+        "ImageId": "ami-0x",
+        "RootDeviceName": root,
+        "Architecture": arch,
+        "BlockDeviceMappings": mappings,
+    }
     return {"json": {"Images": [found]}}
 
 
@@ -394,12 +399,12 @@ def test_preflight_refuses_a_volume_smaller_than_the_amis_snapshot(deploy: Deplo
     args = ["--parameter-overrides", "TritonInstanceType=g5.xlarge", "TritonAmiId=ami-0gpu"]
     result = deploy.script("preflight.sh", *args, "TritonVolumeSize=60")
     assert result.returncode == 1, out(result)
-    assert "TritonVolumeSize=60" in result.stdout and "75 GiB" in result.stdout
-    # An empty or 0 size means the AMI's own size: nothing to compare.
-    for own_size in ("TritonVolumeSize=", "TritonVolumeSize=0"):
-        result = deploy.script("preflight.sh", *args, own_size)
+    assert "TritonVolumeSize" in result.stdout and "75 GiB" in result.stdout
+    # 0 (the default) and empty mean the template's size for the type: 100 GiB on GPU types.
+    for default_size in ("TritonVolumeSize=", "TritonVolumeSize=0"):
+        result = deploy.script("preflight.sh", *args, default_size)
         assert result.returncode == 0, out(result)
-        assert "the AMI's own size, 75 GiB" in result.stdout
+        assert "a 100 GiB root volume" in result.stdout
 
 
 def test_preflight_refuses_an_ami_whose_root_is_not_xvda(deploy: Deploy) -> None:
@@ -441,7 +446,7 @@ def test_dev_sh_deploy_runs_every_step_in_order_and_again(deploy: Deploy) -> Non
     assert result.returncode == 0, out(result)
     # THEN the checks come before anything is created, then bootstrap, image, models, application stack
     order = [
-        deploy.index("aws", "lambda", "get-account-settings"),
+        deploy.index("aws", "ec2", "describe-availability-zones"),
         deploy.index("aws", "cloudformation", "deploy"),
         deploy.index("docker", "pull"),
         deploy.index("aws", "s3", "sync"),
