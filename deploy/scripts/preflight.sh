@@ -66,7 +66,9 @@ case "$reserved" in
         ;;
     *)
         read -r total unreserved <<<"$(aws lambda get-account-settings \
-            --query "[AccountLimit.ConcurrentExecutions, AccountLimit.UnreservedConcurrentExecutions]" --output text)"
+            --query "[AccountLimit.ConcurrentExecutions, AccountLimit.UnreservedConcurrentExecutions]" \
+            --output text 2>/dev/null || true)"
+        [[ "$total $unreserved" =~ ^[0-9]+\ [0-9]+$ ]] || die "cannot read the Lambda account settings (lambda:GetAccountSettings) in $region"
         # The deployed function's own reservation is released when it is changed.
         current=0
         function_name="$(aws cloudformation describe-stacks --stack-name "$STACK_NAME" \
