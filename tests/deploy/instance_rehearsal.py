@@ -1,9 +1,10 @@
 """Run the Triton launch template's user data here, as an instance would, with shims for AWS, Docker and
 the GPU (instance_shims.py) and the real tritonserver reading its models from the local S3 server.
 
-The script runs unchanged, as root, in a private mount namespace where /opt (cfn-signal and the CloudWatch
-agent land there), /var/log and /proc/uptime (the instance's clock, which the ``sleep`` shim moves) are the
-rehearsal's own, so nothing on this machine is touched and concurrent runs do not meet.
+The script runs unchanged, as root of its own user namespace, in a private mount namespace where /opt
+(cfn-signal and the CloudWatch agent land there), /var/log and /proc/uptime (the instance's clock, which the
+``sleep`` shim moves) are the rehearsal's own: nothing on this machine is touched, concurrent runs never meet,
+and no root is needed outside.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def rehearse(
     )
     try:
         result = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "--", "bash", "-c", inside],
+            # --map-root-user: root inside, as user data runs, without needing root outside.
+            ["unshare", "--map-root-user", "--mount", "--propagation", "private", "--", "bash", "-c", inside],
             env=env,
             capture_output=True,
             text=True,
