@@ -14,14 +14,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import instance_shims
 from local_s3 import CREDENTIALS
 
-SHIMS = Path(__file__).with_name("instance_shims.py")
 # Commands the user data finds on PATH; dnf installs cfn-signal and the CloudWatch agent's ctl under /opt.
 ON_PATH = ("docker", "aws", "dnf", "yum", "systemctl", "curl", "sleep")
 # Seconds from launch to the user data's start: the instance's uptime when the rehearsal begins.
@@ -63,13 +62,8 @@ def rehearse(
     """Boot once. ``clock_rate`` 0 stops the instance's clock (Triton gets all the time it needs); 1 lets
     every ``sleep N`` of the script take N seconds of it at once, at ``real_sleep`` seconds of real time."""
     bin_dir, var_log = directory / "bin", directory / "var-log"
-    bin_dir.mkdir(parents=True)
-    var_log.mkdir()
-    wrapper = f'#!/bin/bash\nexec "{sys.executable}" "{SHIMS}" NAME "$@"\n'
-    (bin_dir / "_template").write_text(wrapper)
-    for name in (*ON_PATH, *(("nvidia-smi",) if gpu_driver else ())):
-        (bin_dir / name).write_text(wrapper.replace("NAME", name))
-        (bin_dir / name).chmod(0o755)
+    var_log.mkdir(parents=True)
+    instance_shims.install(bin_dir, (*ON_PATH, *(("nvidia-smi",) if gpu_driver else ())))
     (directory / "uptime").write_text(f"{BOOTED_AT:.2f} {BOOTED_AT:.2f}\n")
     script = directory / "user-data.sh"
     script.write_text(user_data)

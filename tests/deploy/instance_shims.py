@@ -11,6 +11,7 @@ waiting, so a 20-minute wait runs in seconds.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import signal
@@ -24,6 +25,16 @@ from pathlib import Path
 REHEARSAL = Path(os.environ.get("REHEARSAL_DIR", "."))
 CONTAINER = REHEARSAL / "container"
 INSTANCE_ID = "i-0123456789abcdef0"
+
+
+def install(bin_dir: Path, names: tuple[str, ...]) -> None:
+    """A ``NAME`` wrapper in ``bin_dir`` for each name, and ``_template`` for the ones dnf installs later."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    wrapper = f'#!/bin/bash\nexec "{sys.executable}" "{Path(__file__).resolve()}" NAME "$@"\n'
+    (bin_dir / "_template").write_text(wrapper)
+    for name in names:
+        (bin_dir / name).write_text(wrapper.replace("NAME", name))
+        (bin_dir / name).chmod(0o755)
 
 
 def record(name: str, args: list[str], **extra: object) -> None:
@@ -215,6 +226,59 @@ def curl(args: list[str]) -> int:
     return subprocess.run(["/usr/bin/curl", *translated], check=False).returncode
 
 
+def aws(args: list[str]) -> int:
+    record("aws", args)
+    command = args[:2]
+    if command == ["ecr", "get-login-password"]:
+        print("rehearsal-password")
+    elif command == ["sts", "get-caller-identity"]:
+        print(json.dumps({"Account": "123456789012", "Arn": "arn:aws:iam::123456789012:user/rehearsal"}))
+    elif command == ["configure", "get"]:
+        print(os.environ["AWS_REGION"])
+    elif command == ["cloudformation", "describe-stacks"] and "ModelBucketName" in " ".join(args):
+        print(os.environ["REHEARSAL_MODEL_BUCKET"])
+    elif command == ["s3", "sync"]:
+        s3_sync(args[2:])
+    else:
+        raise SystemExit(f"aws shim: aws {' '.join(command)} is not rehearsed")
+    return 0
+
+
+def s3_sync(args: list[str]) -> None:
+    """``aws s3 sync LOCAL_DIR s3://BUCKET/PREFIX/`` into an empty prefix, with aws's --exclude/--include:
+    every file is in unless a later matching filter says otherwise; patterns match the path relative to
+    LOCAL_DIR, ``*`` across ``/`` too."""
+    import boto3
+
+    filters: list[tuple[str, str]] = []
+    positional = []
+    i = 0
+    while i < len(args):
+        if args[i] in ("--exclude", "--include"):
+            filters.append((args[i], args[i + 1]))
+            i += 2
+        elif args[i] == "--region":
+            i += 2
+        elif args[i].startswith("--"):
+            if args[i] not in ("--delete", "--only-show-errors"):
+                raise SystemExit(f"aws shim: aws s3 sync {args[i]} is not rehearsed")
+            i += 1
+        else:
+            positional.append(args[i])
+            i += 1
+    source, destination = Path(positional[0]), positional[1]
+    bucket, _, prefix = destination.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3", endpoint_url=os.environ["REHEARSAL_S3_ENDPOINT"])
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        relative = path.relative_to(source).as_posix()
+        included = True
+        for kind, pattern in filters:
+            if fnmatch.fnmatchcase(relative, pattern):
+                included = kind == "--include"
+        if included:
+            s3.upload_file(str(path), bucket, prefix.rstrip("/") + "/" + relative)
+
+
 def sleep(args: list[str]) -> int:
     seconds = float(args[0])
     record("sleep", args)
@@ -228,7 +292,7 @@ def sleep(args: list[str]) -> int:
     return 0
 
 
-def install(args: list[str]) -> int:
+def dnf_install(args: list[str]) -> int:
     """dnf/yum install: lay down the installed command as another shim."""
     record("dnf", args)
     shims = {
@@ -257,16 +321,12 @@ def main(argv: list[str]) -> int:
     if name == "sleep":
         return sleep(args)
     if name in ("dnf", "yum"):
-        return install(args)
+        return dnf_install(args)
     if name == "cfn-signal":
         record(name, args, triton_ready=triton_ready())
         return 0
     if name == "aws":
-        record(name, args)
-        if args[:2] == ["ecr", "get-login-password"]:
-            print("rehearsal-password")
-            return 0
-        raise SystemExit(f"aws shim: aws {' '.join(args[:2])} is not rehearsed")
+        return aws(args)
     if name == "nvidia-smi":
         record(name, args)
         print("GPU 0: NVIDIA A10G (rehearsal)")

@@ -8,9 +8,10 @@ https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actio
 
 from __future__ import annotations
 
-import fnmatch
+import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from typing import IO, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
+import instance_shims
 from iam_policy import Request
 
 from localdev.processes import stop_process
@@ -38,9 +40,7 @@ CREDENTIALS = {
 }
 _ACCESS_LINE = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3})')
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-# What deploy/scripts/sync-models.sh leaves out of each model directory (its `aws s3 sync --exclude`s).
-SYNC_EXCLUDES = ("*.sh", "*.py", "*.md", "__pycache__/*", ".*")
+SCRIPTS = Path(__file__).resolve().parents[2] / "deploy" / "scripts"
 
 
 @dataclass(frozen=True)
@@ -77,21 +77,45 @@ class S3Call:
         raise AssertionError(f"no IAM mapping here for {self.method} {self.target}")
 
 
-def sync_models_keys(models_dir: Path, prefix: str, keep: tuple[str, ...] = ()) -> dict[str, Path]:
-    """Object key -> file, as deploy/scripts/sync-models.sh uploads ``models_dir``: every directory with a
-    config.pbtxt goes to ``prefix/<model>/``, less SYNC_EXCLUDES (aws s3 sync's patterns, where ``*`` also
-    matches ``/``). ``keep`` names relative paths to upload even so (the local stand-ins' model.py)."""
-    keys: dict[str, Path] = {}
-    for config in sorted(models_dir.glob("*/config.pbtxt")):
-        model_dir = config.parent
-        for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-            relative = path.relative_to(model_dir).as_posix()
-            excluded = any(fnmatch.fnmatchcase(relative, pattern) for pattern in SYNC_EXCLUDES)
-            if excluded and not any(fnmatch.fnmatchcase(relative, pattern) for pattern in keep):
-                continue
-            keys[f"{prefix}/{model_dir.name}/{relative}"] = path
-    assert keys, f"no model directory (with config.pbtxt) under {models_dir}"
-    return keys
+def sync_models(s3: LocalS3, models_dir: Path, bucket: str, prefix: str, scratch: Path) -> list[str]:
+    """Run deploy/scripts/sync-models.sh, unchanged, on ``models_dir`` into the local server's ``bucket``
+    (which the bootstrap stack would have created), with a stand-in ``aws`` that does ``aws s3 sync``'s work
+    against it; return the keys under ``prefix``. The scripts run from a copy of the repository's layout
+    whose models/ is ``models_dir``, so the script's own REPO_ROOT finds them."""
+    repo = scratch / "repo"
+    shutil.copytree(SCRIPTS, repo / "deploy" / "scripts")
+    shutil.copytree(models_dir, repo / "models")
+    instance_shims.install(scratch / "bin", ("aws",))
+    s3.create_bucket(bucket)
+    env = {
+        "PATH": f"{scratch / 'bin'}:/usr/bin:/bin",
+        "HOME": str(scratch),
+        "MODEL_PREFIX": prefix,
+        "REHEARSAL_DIR": str(scratch),
+        "REHEARSAL_S3_ENDPOINT": s3.endpoint,
+        "REHEARSAL_MODEL_BUCKET": bucket,
+        **CREDENTIALS,
+    }
+    script = repo / "deploy" / "scripts" / "sync-models.sh"
+    result = subprocess.run(
+        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, f"sync-models.sh failed:\n{result.stdout}{result.stderr}"
+    listing = boto3.client("s3", endpoint_url=s3.endpoint, **_boto_credentials()).list_objects_v2(
+        Bucket=bucket, Prefix=f"{prefix}/"
+    )
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def upload_python_models(s3: LocalS3, models_dir: Path, bucket: str, prefix: str) -> list[str]:
+    """Upload the ``<model>/<version>/model.py`` files sync-models.sh leaves out (it excludes ``*.py``: the
+    production models are ONNX), which the local python-backend stand-ins need. Returns their keys."""
+    keys = {
+        f"{prefix}/{path.relative_to(models_dir).as_posix()}": path
+        for path in models_dir.glob("*/*/model.py")
+    }
+    s3.upload(bucket, keys)
+    return sorted(keys)
 
 
 class LocalS3:
@@ -141,9 +165,13 @@ class LocalS3:
         if self._log is not None:
             self._log.close()
 
+    def create_bucket(self, bucket: str) -> None:
+        s3 = boto3.client("s3", endpoint_url=self.endpoint, **_boto_credentials())
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=bucket)
+
     def upload(self, bucket: str, keys: dict[str, Path]) -> None:
         s3 = boto3.client("s3", endpoint_url=self.endpoint, **_boto_credentials())
-        s3.create_bucket(Bucket=bucket)
         for key, path in keys.items():
             s3.upload_file(str(path), bucket, key)
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from instance_rehearsal import BOOTED_AT, Boot, rehearse
 from instance_role import resolve_intrinsics
-from local_s3 import LocalS3, sync_models_keys
+from local_s3 import LocalS3, sync_models, upload_python_models
 from resolve_conditions import resolve
 from user_data import SAMPLES, render_user_data
 
@@ -50,16 +50,17 @@ def python_model(models: Path, name: str, initialize: str) -> None:
 @pytest.fixture(scope="module")
 def instance_s3(tmp_path_factory: pytest.TempPathFactory, model_repository: Path) -> Iterator[LocalS3]:
     """The model bucket with three repositories: prefix ``models`` (densenet_onnx, as production serves it),
-    ``broken`` (densenet_onnx and a model that fails to load), ``slow`` (a model that takes 10 minutes)."""
+    ``broken`` and ``slow`` (densenet_onnx and a model that fails to load / takes 10 minutes to)."""
     root = tmp_path_factory.mktemp("instance-models")
-    for prefix in ("models", "broken"):
+    for prefix in ("models", "broken", "slow"):
         shutil.copytree(model_repository / "densenet_onnx", root / prefix / "densenet_onnx")
     python_model(root / "broken", "corrupt_model", f"raise RuntimeError({BROKEN_ERROR!r})")
     python_model(root / "slow", "slow_loader", "time.sleep(600)")
     with LocalS3(tmp_path_factory.mktemp("moto") / "moto_server.log") as s3:
         for prefix in ("models", "broken", "slow"):
+            sync_models(s3, root / prefix, BUCKET, prefix, tmp_path_factory.mktemp(f"sync-{prefix}"))
             # Python-backend stand-ins: their model.py goes up too (sync-models.sh leaves *.py out).
-            s3.upload(BUCKET, sync_models_keys(root / prefix, prefix, keep=("*/model.py",)))
+            upload_python_models(s3, root / prefix, BUCKET, prefix)
         yield s3
 
 

@@ -14,7 +14,7 @@ import pytest
 import tritonclient.http as httpclient
 from iam_policy import ALLOW, IMPLICIT_DENY, Request, evaluate
 from instance_role import instance_policy_statements
-from local_s3 import CREDENTIALS, LocalS3, S3Call, sync_models_keys
+from local_s3 import CREDENTIALS, LocalS3, S3Call, sync_models, upload_python_models
 from user_data import SAMPLES
 
 from localdev.tritonserver import TritonServer
@@ -48,14 +48,6 @@ def stand_in_models(model_repository: Path, dest: Path, *names: str) -> Path:
     return dest
 
 
-def upload_like_sync_models(s3: LocalS3, models_dir: Path, prefix: str) -> dict[str, Path]:
-    # The stand-ins are python-backend models: their model.py goes up too (production's onnxruntime models
-    # have none, and sync-models.sh leaves *.py out).
-    keys = sync_models_keys(models_dir, prefix, keep=("*/model.py",))
-    s3.upload(BUCKET, keys)
-    return keys
-
-
 @pytest.fixture(scope="module")
 def local_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
     with LocalS3(tmp_path_factory.mktemp("moto") / "moto_server.log") as server:
@@ -71,13 +63,18 @@ def test_triton_loads_the_s3_repository_and_the_instance_role_allows_every_call(
 ) -> None:
     prefix = translated["Parameters"]["ModelPrefix"]["Default"]
     models = stand_in_models(model_repository, tmp_path / "models", MODEL)
-    keys = upload_like_sync_models(local_s3, models, prefix)
-    assert sorted(keys) == [
+    # What sync-models.sh must leave out: a script beside the models, a model's notes, caches, dotfiles.
+    (models / "fetch_densenet.sh").write_text("#!/bin/sh\n")
+    for stray in ("README.md", "__pycache__/model.cpython-311.pyc", ".DS_Store", "1/convert.py"):
+        (models / MODEL / stray).parent.mkdir(parents=True, exist_ok=True)
+        (models / MODEL / stray).write_text("not a model file")
+    synced = sync_models(local_s3, models, BUCKET, prefix, tmp_path / "sync")
+    assert synced == [
         f"{prefix}/{MODEL}/1/model.onnx",
-        f"{prefix}/{MODEL}/1/model.py",
         f"{prefix}/{MODEL}/config.pbtxt",
         f"{prefix}/{MODEL}/densenet_labels.txt",
     ]
+    assert upload_python_models(local_s3, models, BUCKET, prefix) == [f"{prefix}/{MODEL}/1/model.py"]
     mark = local_s3.mark()
     # No model list: Triton loads the whole repository at start, as the user data runs it.
     server = S3TritonServer(
