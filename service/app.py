@@ -137,12 +137,14 @@ def include_inference_routes(app: FastAPI) -> None:
     with _INCLUDE_LOCK:
         if app.state.inference_routes:
             return
-        from service.routes import docs, infer, v2
+        from service.routes import docs, generate, infer, openai, v2
 
         # The inference routes join the app's own list rather than being included routers: FastAPI matches
         # an included router's routes twice per request (to pick the router, then the route), ~0.1 ms a
         # request on these. Their APIRoutes already carry their router's prefix, tags and dependencies.
         app.router.routes.extend([*infer.router.routes, *v2.router.routes])
+        app.include_router(generate.router)
+        app.include_router(openai.router)
         app.include_router(docs.router)
         app.state.inference_routes = True
 
