@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -175,5 +176,8 @@ class TritonPythonModel:
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
     def _count(self, counter: Path, sent: int) -> None:
+        # Written beside and renamed, so a reader never sees the file empty.
         with self.lock:
-            counter.write_text(str(sent))
+            partial = counter.with_suffix(".partial")
+            partial.write_text(str(sent))
+            os.replace(partial, counter)
