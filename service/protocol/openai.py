@@ -38,14 +38,14 @@ class UnknownModel(ModelNotFound):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     include_usage: bool = False
 
 
 class _Sampling(BaseModel):
     """What both endpoints take: OpenAI's sampling parameters (n=1 only) and the stream switch."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
@@ -91,13 +91,13 @@ class CompletionRequest(_Sampling):
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     type: Literal["text"]
     text: str
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
@@ -124,8 +124,7 @@ def parse_request(model: type[_Sampling], body: bytes) -> Any:
         return model.model_validate_json(body)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        loc = [str(part) for part in error["loc"] if not str(part).startswith(("function-", "literal["))]
-        param = ".".join(loc) or None
+        param = ".".join(str(part) for part in error["loc"] if _is_field(part)) or None
         if error["type"] == "extra_forbidden":
             raise InvalidParam(f"Unrecognized request argument supplied: {param}", param) from None
         if error["type"] == "json_invalid":
@@ -133,6 +132,14 @@ def parse_request(model: type[_Sampling], body: bytes) -> Any:
         if param == "n":
             raise InvalidParam("n: only n=1 is supported", "n") from None
         raise InvalidParam(f"{param}: {error['msg']}" if param else error["msg"], param) from None
+
+
+# The tags pydantic puts in an error's location for the member of a union it tried: not field names.
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict"})
+
+
+def _is_field(part: str | int) -> bool:
+    return isinstance(part, int) or not ("[" in part or "-" in part or part in _UNION_TAGS)
 
 
 def error_body(exc: GatewayError, message: str) -> dict[str, Any]:
