@@ -154,7 +154,7 @@ def test_generate_stream_sends_the_events_triton_sends(both, case):
 
 
 def test_generate_refuses_a_model_that_streams(both):
-    # GIVEN a decoupled model asked to stream WHEN generate (one answer) is called THEN 400, in Triton's words.
+    # GIVEN a decoupled model asked to stream WHEN generate (one answer) is called THEN 400, as Triton says.
     ours, theirs = both
     body = {"text_input": "many", "stream": True, "sampling_parameters": sampling(max_tokens=3)}
     got = ours.post("/v2/models/text_gen/generate", json=body)
