@@ -91,9 +91,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return json_response({"error": describe_validation_errors(exc.errors())}, 400)
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return json_response({"error": str(exc.detail)}, exc.status_code, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        path = request.url.path.removeprefix(request.scope.get("root_path", ""))
+        if path == "/v1" or path.startswith("/v1/"):
+            # An unknown path or method under the OpenAI-compatible API, in OpenAI's error shape.
+            error = {"message": str(exc.detail), "type": "invalid_request_error", "param": None, "code": None}
+            return json_response({"error": error}, exc.status_code, headers)
+        return json_response({"error": str(exc.detail)}, exc.status_code, headers)
 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         log.exception(

@@ -37,6 +37,21 @@ class UnknownModel(ModelNotFound):
         super().__init__(f"The model `{model}` does not exist or is not served here")
 
 
+class ErrorDetail(BaseModel):
+    """OpenAI's error object."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorEnvelope(BaseModel):
+    """Every /v1 error: ``{"error": {"message", "type", "param", "code"}}``."""
+
+    error: ErrorDetail
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     include_usage: bool = False

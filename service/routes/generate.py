@@ -37,18 +37,11 @@ router = APIRouter(prefix="/v2", tags=["generate"], dependencies=[Depends(api_ke
 _BODY = {
     "requestBody": {
         "required": True,
-        "content": {
-            "application/json": {
-                "schema": {"type": "object", "additionalProperties": True},
-                "example": {
-                    "text_input": "Hello",
-                    "stream": True,
-                    "sampling_parameters": '{"max_tokens": 8}',
-                },
-            }
-        },
+        "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}},
     }
 }
+# The stream's errors before its first event are generate's (404, 413, 503 with Retry-After, 504...), as
+# JSON; after it, an event {"error": "..."}.
 _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
     200: {"description": "One `data: {...}` event per response", "content": {"text/event-stream": {}}},

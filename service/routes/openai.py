@@ -21,6 +21,7 @@ from service.protocol.openai import (
     DONE,
     ChatRequest,
     CompletionRequest,
+    ErrorEnvelope,
     InvalidParam,
     Sampling,
     Tally,
@@ -39,7 +40,18 @@ from service.settings import Settings
 from service.triton import get_client
 from service.triton.stream import Generated, get_stream_client
 
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(api_key)])
+_STATUSES = {
+    400: "A parameter OpenAI's API would refuse (``param`` names it)",
+    404: "The model is not served here (``code`` model_not_found)",
+    413: "The body is over the size limit",
+    502: "Triton failed to run the request",
+    503: "Triton is unavailable or overloaded (Retry-After), or the gateway runs MAX_STREAMS generations",
+    504: "Triton, or the model, did not answer in time",
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorEnvelope, "description": text} for status, text in _STATUSES.items()
+}
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(api_key)], responses=_ERRORS)
 
 # OpenAI's own default for completions; a chat completion runs to MAX_TOKENS_LIMIT unless told.
 _COMPLETION_MAX_TOKENS = 16
@@ -110,18 +122,6 @@ async def completions(request: Request) -> Response:
 async def chat_completions(request: Request) -> Response:
     """The assistant's answer to ``messages``, prompted through the model's chat template."""
     return await _answer(lambda: _complete(request, chat=True))
-
-
-@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-async def unknown(path: str) -> Response:
-    """Anything else under /v1, answered in OpenAI's shape."""
-    error = {
-        "message": f"Invalid URL (/v1/{path})",
-        "type": "invalid_request_error",
-        "param": None,
-        "code": None,
-    }
-    return json_response({"error": error}, 404)
 
 
 async def _complete(request: Request, *, chat: bool) -> Response:

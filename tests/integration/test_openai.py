@@ -266,8 +266,11 @@ def test_bad_requests_are_openai_errors_naming_the_param(gateway, case):
     assert "127.0.0.1" not in error["message"] and "Traceback" not in error["message"]
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/nothing"), ("POST", "/v1/embeddings")])
-def test_unknown_v1_paths_are_openai_404s(gateway, method, path):
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/v1/nothing", 404), ("POST", "/v1/embeddings", 404), ("DELETE", "/v1/completions", 405)],
+)
+def test_other_v1_paths_and_methods_are_openai_errors(gateway, method, path, status):
     answer = httpx.request(method, f"{gateway}{path}", timeout=30)
-    assert answer.status_code == 404
+    assert answer.status_code == status
     assert answer.json()["error"]["type"] == "invalid_request_error"
