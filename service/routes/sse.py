@@ -13,7 +13,7 @@ from typing import TypeVar
 from fastapi.responses import Response, StreamingResponse
 
 from service.errors import GatewayError
-from service.request_context import with_request_id
+from service.request_context import current_request_id, with_request_id
 
 T = TypeVar("T")
 
@@ -27,7 +27,7 @@ def error_message(exc: GatewayError) -> str:
     """What a caller is told of ``exc`` (a 5xx's upstream detail is logged, never answered)."""
     if exc.status < 500:
         return exc.message
-    log.warning("%d %s mid-stream: %s", exc.status, exc.message, exc.detail)
+    log.warning("%d %s [request id %s] %s", exc.status, exc.message, current_request_id(), exc.detail)
     return with_request_id(exc.message)
 
 

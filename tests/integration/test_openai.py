@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from localdev.tritonserver import TritonServer
+from localdev.tritonserver import TritonServer, free_port
 from service.settings import Settings
 from tests.gateway import serve_gateway
 from tests.integration.test_generate import settled, unique
@@ -274,3 +274,18 @@ def test_other_v1_paths_and_methods_are_openai_errors(gateway, method, path, sta
     answer = httpx.request(method, f"{gateway}{path}", timeout=30)
     assert answer.status_code == status
     assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_triton_down_is_an_openai_server_error_with_retry_after():
+    # GIVEN nothing listening where Triton should be WHEN /v1 is called THEN 503 in OpenAI's shape.
+    settings = Settings(triton_grpc_url=f"127.0.0.1:{free_port()}", idle_reconnect_seconds=0)
+    with serve_gateway(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for answer in (
+            client.get("/v1/models"),
+            client.post("/v1/completions", json={"model": "text_gen", "prompt": "x"}),
+        ):
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"] == "1"
+            error = answer.json()["error"]
+            assert error["type"] == "server_error" and "unavailable" in error["message"]
+            assert "127.0.0.1" not in error["message"]
