@@ -18,7 +18,7 @@ from service.errors import ClientClosedRequest, GatewayError, describe_validatio
 from service.readiness import ReadinessCache
 from service.request_context import current_request_id, with_request_id
 from service.root_path import RootPathMiddleware
-from service.routes import docs, health, infer, v2
+from service.routes import docs, generate, health, infer, openai, v2
 from service.routes.common import json_response
 from service.settings import Settings, get_settings
 
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # request (the router, then the route); they already carry their router's prefix, tags and dependencies.
     # The inference routes import the pipeline (numpy, Pillow, the codecs) inside, on first use: a cold
     # start answering /health loads none of it.
-    for router in (health.router, infer.router, v2.router, docs.router):
+    for router in (health.router, infer.router, v2.router, generate.router, openai.router, docs.router):
         app.router.routes.extend(router.routes)
     _install_error_handlers(app)
     # Outside the error handlers, so every answer is logged (envelopes included), with the path as the
@@ -92,9 +92,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return json_response({"error": describe_validation_errors(exc.errors())}, 400)
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return json_response({"error": str(exc.detail)}, exc.status_code, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        path = request.url.path.removeprefix(request.scope.get("root_path", ""))
+        if path == "/v1" or path.startswith("/v1/"):
+            # An unknown path or method under the OpenAI-compatible API, in OpenAI's error shape.
+            error = {"message": str(exc.detail), "type": "invalid_request_error", "param": None, "code": None}
+            return json_response({"error": error}, exc.status_code, headers)
+        return json_response({"error": str(exc.detail)}, exc.status_code, headers)
 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         log.exception(
@@ -114,6 +120,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
         from service.openapi import describe_service
         from service.protocol.metadata import ModelMetadata, ServerMetadata
+        from service.protocol.openai import ErrorEnvelope
         from service.protocol.schemas import (
             ErrorBody,
             HealthBody,
@@ -130,7 +137,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         # Bodies that routes decode themselves, and answers they reference rather than declare as response
         # models (a response model compiles a validator at a cold start), which FastAPI would not list.
         bodies = (InferRequest, V2InferRequest, ErrorBody, HealthBody, InferResponse, ImageInferResponse)
-        for model in (*bodies, ModelMetadata, ServerMetadata):
+        for model in (*bodies, ModelMetadata, ServerMetadata, ErrorEnvelope):
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(model_schema.pop("$defs", {}))
             components[model.__name__] = model_schema
