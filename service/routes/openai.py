@@ -88,7 +88,13 @@ async def list_models(request: Request) -> Response:
     return await _answer(serve)
 
 
-@router.get("/models/{model}", summary="One model (OpenAI)")
+@router.get(
+    "/models/{model}",
+    summary="One model (OpenAI)",
+    openapi_extra={
+        "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}]
+    },
+)
 async def get_model(request: Request) -> Response:
     """The model, if it is served here (404 in OpenAI's shape otherwise)."""
     # The path read here: a typed path parameter makes FastAPI build a field at import (pydantic.v1).
