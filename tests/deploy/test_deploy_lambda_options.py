@@ -12,7 +12,12 @@ def of_type(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
 
 
 def alias(template: dict[str, Any]) -> dict[str, Any]:
-    (found,) = of_type(template, "AWS::Lambda::Alias").values()
+    """The buffered routes' function's alias (the streaming one's: test_deploy_streaming.py)."""
+    (found,) = [
+        r
+        for r in of_type(template, "AWS::Lambda::Alias").values()
+        if r["Properties"]["FunctionName"] == {"Ref": "GatewayFunction"}
+    ]
     props: dict[str, Any] = found["Properties"]
     return props
 
@@ -26,12 +31,16 @@ def test_api_invokes_the_live_alias(translated: dict[str, Any]) -> None:
         operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
         for operations in api["Properties"]["Body"]["paths"].values()
         for operation in operations.values()
+        if "responseTransferMode" not in operation["x-amazon-apigateway-integration"]
     }
     assert uris == {
         "arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${GatewayFunctionAliaslive}/invocations"
     }
     permissions = of_type(translated, "AWS::Lambda::Permission").values()
-    assert {p["Properties"]["FunctionName"]["Ref"] for p in permissions} == {"GatewayFunctionAliaslive"}
+    assert {p["Properties"]["FunctionName"]["Ref"] for p in permissions} == {
+        "GatewayFunctionAliaslive",
+        "GatewayStreamFunctionAliaslive",
+    }
 
 
 def test_no_provisioned_concurrency_by_default(translated: dict[str, Any]) -> None:
@@ -49,7 +58,11 @@ def test_provisioned_concurrency_sits_on_the_alias(translated: dict[str, Any]) -
 def test_a_settings_change_publishes_a_new_version(translate_with: TranslateWith) -> None:
     # Provisioned concurrency warms the alias's version: a version that kept old settings would serve them.
     def version(template: dict[str, Any]) -> str:
-        (name,) = of_type(template, "AWS::Lambda::Version")
+        (name,) = [
+            name
+            for name, r in of_type(template, "AWS::Lambda::Version").items()
+            if r["Properties"]["FunctionName"] == {"Ref": "GatewayFunction"}
+        ]
         assert alias(template)["FunctionVersion"] == {"Fn::GetAtt": [name, "Version"]}
         return name
 
