@@ -70,6 +70,8 @@ class Invocation:
     raw: bytearray = field(default_factory=bytearray)
     connection: socket.socket | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # Set once the function's answer has been read to its end (or its connection lost).
+    done: threading.Event = field(default_factory=threading.Event)
 
     def cancel(self) -> None:
         """The caller is gone: close the function's response connection under it."""
@@ -80,6 +82,10 @@ class Invocation:
 
     def next_part(self, timeout: float = 30.0) -> tuple[str, Any]:
         return self.parts.get(timeout=timeout)
+
+    def finish(self, kind: str, value: Any) -> None:
+        self.parts.put((kind, value))
+        self.done.set()
 
 
 class RuntimeApi(socketserver.ThreadingTCPServer):
@@ -140,7 +146,7 @@ class _RuntimeHandler(socketserver.StreamRequestHandler):
                         return
                 elif action == "error":
                     body = self.rfile.read(int(headers.get("content-length", "0")))
-                    invocation.parts.put(("error", (headers.get("lambda-runtime-function-error-type"), body)))
+                    invocation.finish("error", (headers.get("lambda-runtime-function-error-type"), body))
                     self._answer(202, b'{"status":"OK"}')
             elif method == "POST" and path == "/2018-06-01/runtime/init/error":
                 body = self.rfile.read(int(headers.get("content-length", "0")))
@@ -183,7 +189,7 @@ class _RuntimeHandler(socketserver.StreamRequestHandler):
         invocation.headers = headers
         invocation.parts.put(("head", headers))
         if headers.get("lambda-runtime-function-response-mode") != "streaming":
-            invocation.parts.put(("buffered", self.rfile.read(int(headers.get("content-length", "0")))))
+            invocation.finish("buffered", self.rfile.read(int(headers.get("content-length", "0"))))
             self._answer(202, b'{"status":"OK"}')
             return True
         assert headers.get("transfer-encoding") == "chunked", headers
@@ -214,9 +220,9 @@ class _RuntimeHandler(socketserver.StreamRequestHandler):
                 trailers[key.strip()] = value.strip()
             invocation.raw += b"\r\n"
         except (ConnectionError, OSError, ValueError):
-            invocation.parts.put(("broken", None))
+            invocation.finish("broken", None)
             return False
-        invocation.parts.put(("end", trailers))
+        invocation.finish("end", trailers)
         self._answer(202, b'{"status":"OK"}')
         return True
 
