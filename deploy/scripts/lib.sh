@@ -58,7 +58,7 @@ stack_output() {
     value="$(aws cloudformation describe-stacks --stack-name "$1" \
         --query "Stacks[0].Outputs[?OutputKey=='$2'].OutputValue" --output text 2>/dev/null || true)"
     if [ -z "$value" ] || [ "$value" = "None" ]; then
-        die "stack '$1' has no output '$2': deploy it first (see deploy/README.md)"
+        die "stack '$1' has no output '$2': deploy it first (see docs/deploy.md)"
     fi
     echo "$value"
 }

@@ -27,4 +27,4 @@ for config in "$models_dir"/*/config.pbtxt; do
         "$models_dir/$model/" "s3://$bucket/$MODEL_PREFIX/$model/"
 done
 [ "$found" -eq 1 ] || die "no model directory (with config.pbtxt) under $models_dir"
-echo "models are in s3://$bucket/$MODEL_PREFIX/ (running instances load them at start: see README to refresh)"
+echo "models are in s3://$bucket/$MODEL_PREFIX/ (running instances load them at start: see docs/deploy.md to refresh)"

@@ -238,14 +238,14 @@ def test_usage_plan_binds_the_key_to_the_stage(translated: dict[str, Any]) -> No
     stages = resources_of(translated, "AWS::ApiGateway::Stage")
     assert list(stages) == ["GatewayApiStage"], "one stage (OpenAPI 3 keeps SAM from adding 'Stage')"
     stage = stages["GatewayApiStage"]["Properties"]
-    # The stage the README's URLs and the Lambda events use: /api/...
+    # The stage docs/deploy.md's URLs and the Lambda events use: /api/...
     assert parameter_default(translated, stage["StageName"]) == "api"
     plan = only(translated, "AWS::ApiGateway::UsagePlan")
     [api_stage] = plan["ApiStages"]
     assert ref_target(translated, api_stage["ApiId"])[0] == "AWS::ApiGateway::RestApi"
     assert ref_target(translated, api_stage["Stage"]) == ("AWS::ApiGateway::Stage", stages["GatewayApiStage"])
     assert stage["RestApiId"] == api_stage["ApiId"], "the plan's stage belongs to the plan's API"
-    # The limits the README promises by default: 10 req/s, burst 20, 10,000 a day.
+    # The limits docs/deploy.md promises by default: 10 req/s, burst 20, 10,000 a day.
     throttle, quota = plan["Throttle"], plan["Quota"]
     assert parameter_default(translated, throttle["RateLimit"]) == 10
     assert parameter_default(translated, throttle["BurstLimit"]) == 20
@@ -282,7 +282,7 @@ def test_gateway_function_is_an_image_in_the_vpc_with_the_app_settings(translate
     function = translated["Resources"]["GatewayFunction"]["Properties"]
     assert function["PackageType"] == "Image"
     assert function["TracingConfig"] == {"Mode": "Active"}
-    # The README's defaults: 10 reserved Lambdas, 1 GB; a timeout API Gateway (29 s) would not cut short.
+    # docs/deploy.md's defaults: 10 reserved Lambdas, 1 GB; a timeout API Gateway (29 s) would not cut short.
     assert parameter_default(translated, function["ReservedConcurrentExecutions"]) == 10
     assert parameter_default(translated, function["MemorySize"]) == 1024
     assert parameter_default(translated, function["Timeout"]) <= 29
