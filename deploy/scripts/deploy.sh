@@ -59,10 +59,10 @@ if ! given ConfigureApiGatewayAccount; then
     fi
 fi
 
-# SAM publishes a new Lambda version for the live alias when the image or the template changes, not when
-# only parameter values do: fingerprint them, so that a settings change reaches the alias too.
+# SAM publishes a new Lambda version for the live alias when the image or the function's properties change,
+# not when parameter values (or their defaults) do: fingerprint them, so that a settings change reaches the alias.
 if ! given GatewayConfigRevision; then
-    revision="$(printf '%s\n' "${overrides[@]}" | LC_ALL=C sort | cksum | cut -d' ' -f1)"
+    revision="$({ printf '%s\n' "${overrides[@]}" | LC_ALL=C sort; cat "$DEPLOY_DIR/template.yaml"; } | cksum | cut -d' ' -f1)"
     overrides+=("GatewayConfigRevision=$revision")
 fi
 

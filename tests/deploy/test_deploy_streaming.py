@@ -96,7 +96,10 @@ def test_the_streaming_function_is_the_same_image_with_its_own_entry_timeout_and
     parameters = translated["Parameters"]
     assert stream["Timeout"] == {"Ref": "StreamTimeout"}
     assert int(parameters["StreamTimeout"]["MaxValue"]) == 900
-    assert stream["ReservedConcurrentExecutions"] == {"Ref": "StreamReservedConcurrency"}
+    # Its own reservation when asked for (none by default, as the buffered function's)
+    assert "ReservedConcurrentExecutions" not in stream
+    reserved = resolve(translated, StreamReservedConcurrency="4")["Resources"]["GatewayStreamFunction"]
+    assert reserved["Properties"]["ReservedConcurrentExecutions"] == {"Ref": "StreamReservedConcurrency"}
     # Its own live alias, a new version when anything changed, as the buffered function's
     (alias,) = [
         r["Properties"]
