@@ -161,6 +161,7 @@ STUBS = {
     "aws": """case "$*" in
     *describe-managed-prefix-lists*) echo pl-63a5400a ;;
     *get-account*) echo arn:aws:iam::123456789012:role/apigateway-logs ;;
+    *"ssm get-parameter"*) echo ami-0123456789abcdef0 ;;
     *) echo stub-value ;;
 esac
 """,
