@@ -38,7 +38,7 @@ def lambda_handler(triton: TritonServer) -> Iterator[Callable[..., dict[str, Any
 
 
 @pytest.fixture(scope="module")
-def stream_gateway(triton: TritonServer) -> Iterator[tuple[ApiGateway, RuntimeApi]]:
+def stream_gateway(triton: TritonServer, model_repository: Path) -> Iterator[tuple[ApiGateway, RuntimeApi]]:
     """The gateway's app under ``python -m service.lambda_stream`` (the streaming function's entry), behind
     the API Gateway and Runtime API stand-ins (``tests/lambda_stand_ins.py``): ``gateway.url`` takes HTTP."""
     with RuntimeApi() as runtime, ApiGateway(runtime) as gateway:
@@ -48,6 +48,8 @@ def stream_gateway(triton: TritonServer) -> Iterator[tuple[ApiGateway, RuntimeAp
             "AWS_LAMBDA_FUNCTION_NAME": "triton-gateway-stream",
             "TRITON_GRPC_URL": triton.grpc_url,
             "TRITON_TIMEOUT_SECONDS": "5",
+            # The text models' chat templates (tokenizer_config.json) live beside them.
+            "CHAT_TEMPLATE_DIR": str(model_repository),
         }
         root = Path(__file__).resolve().parents[2]
         process = subprocess.Popen([sys.executable, "-m", "service.lambda_stream"], cwd=root, env=env)
