@@ -27,12 +27,21 @@ def concurrency(translated: dict[str, Any], **parameters: str) -> tuple[int, int
     def number(value: Any) -> int:
         return int(values[value["Ref"]] if isinstance(value, dict) else value)
 
-    reserved = resources["GatewayFunction"]["Properties"].get("ReservedConcurrentExecutions")
-    (alias,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Alias"]
+    # Both functions' reservations come out of the account's pool (the streaming one's: none by default).
+    reserved = sum(
+        number(r["Properties"].get("ReservedConcurrentExecutions", 0))
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Function"
+    )
+    (alias,) = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Alias" and r["Properties"]["FunctionName"] == {"Ref": "GatewayFunction"}
+    ]
     provisioned = (
         alias["Properties"].get("ProvisionedConcurrencyConfig", {}).get("ProvisionedConcurrentExecutions")
     )
-    return (number(reserved) if reserved is not None else 0, number(provisioned) if provisioned else 0)
+    return (reserved, number(provisioned) if provisioned else 0)
 
 
 def lambda_accepts(account_limit: int, reserved: int, provisioned: int) -> bool:

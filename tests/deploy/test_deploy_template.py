@@ -152,7 +152,7 @@ def _group_names(template: dict[str, Any], refs: list[Any]) -> set[str]:
 
 def test_triton_ports_are_open_only_to_security_groups(translated: dict[str, Any]) -> None:
     # The groups as the resources attach them, not as named here: the Lambda's, the NLB's, the instances'.
-    function = only(translated, "AWS::Lambda::Function")
+    function = translated["Resources"]["GatewayFunction"]["Properties"]
     lambda_groups = _group_names(translated, function["VpcConfig"]["SecurityGroupIds"])
     nlb_groups = _group_names(
         translated, only(translated, "AWS::ElasticLoadBalancingV2::LoadBalancer")["SecurityGroups"]
@@ -191,7 +191,7 @@ def test_every_security_group_replaces_the_default_allow_all_egress(translated: 
         assert egress, f"{name} keeps EC2's default allow-all egress"
         assert all(rule["IpProtocol"] == "tcp" for rule in egress), name
     # The Lambda's own group may reach Triton's gRPC port and nothing else.
-    function = only(translated, "AWS::Lambda::Function")
+    function = translated["Resources"]["GatewayFunction"]["Properties"]
     [gateway_group] = _group_names(translated, function["VpcConfig"]["SecurityGroupIds"])
     gateway = translated["Resources"][gateway_group]["Properties"]["SecurityGroupEgress"]
     assert {(rule["FromPort"], rule["ToPort"]) for rule in gateway} == {(8001, 8001)}
@@ -279,7 +279,7 @@ def test_binary_media_types_cover_images_and_the_v2_binary_protocol(translated: 
 
 
 def test_gateway_function_is_an_image_in_the_vpc_with_the_app_settings(translated: dict[str, Any]) -> None:
-    function = only(translated, "AWS::Lambda::Function")
+    function = translated["Resources"]["GatewayFunction"]["Properties"]
     assert function["PackageType"] == "Image"
     assert function["TracingConfig"] == {"Mode": "Active"}
     # docs/deploy.md's defaults: no reserved concurrency (young accounts cannot spare any), 1 GB; a timeout

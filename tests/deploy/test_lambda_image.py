@@ -13,7 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+import pytest
+import yaml
+
 from tests.lambda_events import EVENTS
+from tests.lambda_stand_ins import ApiGateway, RuntimeApi
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVENT = EVENTS / "health.json"
@@ -81,12 +86,13 @@ def lambda_python() -> str:
     return sys.executable
 
 
-def test_runtime_dependencies_alone_run_the_handler(tmp_path: Path) -> None:
-    # GIVEN the image's task root: the locked runtime dependencies (for the Lambda's Python 3.12 where this
-    # machine has one), hash-checked and without resolving anything else, and the service package, as
-    # Dockerfile.lambda lays them out
+@pytest.fixture(scope="module")
+def task_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image's task root: the locked runtime dependencies (for the Lambda's Python 3.12 where this
+    machine has one), hash-checked and without resolving anything else, and the service package, as
+    Dockerfile.lambda lays them out."""
     python = lambda_python()
-    task_root = tmp_path / "task"
+    task_root = tmp_path_factory.mktemp("image") / "task"
     subprocess.run(
         [
             *(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
@@ -100,7 +106,12 @@ def test_runtime_dependencies_alone_run_the_handler(tmp_path: Path) -> None:
         for path in task_root.glob(pattern):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     shutil.copytree(REPO_ROOT / "service", task_root / "service")
+    return task_root
 
+
+def test_runtime_dependencies_alone_run_the_handler(task_root: Path) -> None:
+    # GIVEN the image's task root (the fixture)
+    python = lambda_python()
     # WHEN the handler is imported in isolation and given an API Gateway event, with no Triton to reach
     env = {"PATH": os.environ["PATH"], "TRITON_GRPC_URL": "127.0.0.1:9", "HEALTH_TIMEOUT_SECONDS": "1"}
     env |= image_environment()  # the image's ENV lines (glibc's malloc tunables)
@@ -124,3 +135,42 @@ def test_runtime_dependencies_alone_run_the_handler(tmp_path: Path) -> None:
     status, media_type, size = result["docs_asset"]
     assert (status, media_type) == (200, "text/javascript; charset=utf-8")
     assert size > 100_000
+
+
+def test_the_streaming_functions_entry_runs_from_the_image(task_root: Path) -> None:
+    # GIVEN the streaming function's entry point and command as the template sets them (ImageConfig), its
+    # interpreter this machine's Python, run in the task root with nothing else on the path (-S)
+    template = yaml.load((REPO_ROOT / "deploy" / "template.yaml").read_text(), Loader=_CloudFormationLoader)
+    image_config = template["Resources"]["GatewayStreamFunction"]["Properties"]["ImageConfig"]
+    entry, command = image_config["EntryPoint"], image_config["Command"]
+    assert entry[0] == "/var/lang/bin/python3", "the Lambda Python base image's interpreter"
+    argv = [lambda_python(), "-S", *entry[1:], *command]
+    with RuntimeApi() as runtime, ApiGateway(runtime) as gateway:
+        env = {"PATH": os.environ["PATH"], "TRITON_GRPC_URL": "127.0.0.1:9", "HEALTH_TIMEOUT_SECONDS": "1"}
+        env |= image_environment() | {"AWS_LAMBDA_RUNTIME_API": runtime.address}
+        process = subprocess.Popen(argv, cwd=task_root, env=env)
+        try:
+            # WHEN API Gateway's streaming integration sends it a /health request
+            response = httpx.get(f"{gateway.url}/health", timeout=60)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    # THEN it answers, through the Runtime API's streaming response, the honest 503 of a missing Triton
+    assert response.status_code == 503
+    assert response.json()["triton"] == "unavailable"
+    assert runtime.init_errors == []
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !Sub, ...) read as plain values."""
+
+
+def _any_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> object:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    return loader.construct_mapping(node)  # type: ignore[arg-type]
+
+
+_CloudFormationLoader.add_multi_constructor("!", _any_tag)
