@@ -1,10 +1,11 @@
-"""The one pooled Triton gRPC client: its calls, the one retry on a fresh channel, and the metadata cache.
-Its neighbours own the deadline (``deadline``), the channel's life (``channel``), the request's parts
-(``infer_request``), the fan-out pool (``fan_out``) and the translation of gRPC failures (``failures``).
-Nothing above this package sees gRPC."""
+"""The one pooled Triton gRPC client: its calls (coroutines), the one retry on a fresh channel, and the
+metadata cache. Its neighbours own the deadline (``deadline``), the channel's life (``channel``), whether a
+call blocks inline or is awaited (``inline``), the request's parts (``infer_request``), the fan-out pool
+(``fan_out``) and the translation of gRPC failures (``failures``). Nothing above this package sees gRPC."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,7 @@ from service.triton.infer_request import (
     serialize_infer_request,
     set_parameters,
 )
+from service.triton.inline import calls_inline, finish_inline
 from service.triton.protos import service_pb2
 
 if TYPE_CHECKING:
@@ -50,7 +52,9 @@ class _Cached:
 
 
 class TritonClient:
-    """A gRPC channel to Triton kept for the life of the process (warm Lambda invocations included)."""
+    """A gRPC channel to Triton kept for the life of the process (warm Lambda invocations included). Every
+    call is a coroutine: awaited on an asyncio channel, or made inline on a blocking one within
+    :func:`~service.triton.inline.inline_calls` (a Lambda)."""
 
     def __init__(
         self,
@@ -70,6 +74,7 @@ class TritonClient:
         self._url = url
         self._tls = credentials is not None
         self._channels = ChannelPool(url, channel_max_age, credentials, server_name)
+        self._async_channels = ChannelPool(url, channel_max_age, credentials, server_name, asynchronous=True)
         self._host = url.rsplit(":", 1)[0]
         self._metadata_ttl = metadata_ttl
         self._idle_reconnect = idle_reconnect
@@ -79,27 +84,28 @@ class TritonClient:
         self._metadata_entries = metadata_entries
 
     def connect(self) -> None:
-        """Start connecting to Triton now rather than on the first call (a cold start overlaps the two)."""
+        """Start connecting the blocking channel (the one calls made inline use: a Lambda's) now rather than
+        on the first call, so a cold start overlaps the two."""
         self._channels.connect()
 
     # -- health ----------------------------------------------------------------------------------------------
 
-    def server_live(self, deadline: Deadline) -> bool:
+    async def server_live(self, deadline: Deadline) -> bool:
         """Triton's liveness."""
-        return bool(self._call("ServerLive", service_pb2.ServerLiveRequest(), deadline).live)
+        return bool((await self._call("ServerLive", service_pb2.ServerLiveRequest(), deadline)).live)
 
-    def server_ready(self, deadline: Deadline) -> bool:
+    async def server_ready(self, deadline: Deadline) -> bool:
         """Triton's readiness (every model it was asked to load is loaded)."""
-        return bool(self._call("ServerReady", service_pb2.ServerReadyRequest(), deadline).ready)
+        return bool((await self._call("ServerReady", service_pb2.ServerReadyRequest(), deadline)).ready)
 
-    def model_ready(self, name: str, version: str, deadline: Deadline) -> bool:
+    async def model_ready(self, name: str, version: str, deadline: Deadline) -> bool:
         """Whether Triton can run ``name`` (at ``version``, or its policy's choice when empty)."""
         request = service_pb2.ModelReadyRequest(name=name, version=version)
-        return bool(self._call("ModelReady", request, deadline, model=(name, version)).ready)
+        return bool((await self._call("ModelReady", request, deadline, model=(name, version))).ready)
 
     # -- models ----------------------------------------------------------------------------------------------
 
-    def model_info(self, name: str, version: str, deadline: Deadline) -> ModelInfo:
+    async def model_info(self, name: str, version: str, deadline: Deadline) -> ModelInfo:
         """Metadata and config of a model, fetched once per TTL."""
         key = (name, version)
         cached = self._metadata.get(key)
@@ -107,11 +113,13 @@ class TritonClient:
         if cached is not None and cached.expires > now:
             self._metadata.move_to_end(key)
             return cached.info
-        metadata = self._call(
+        metadata = await self._call(
             "ModelMetadata", service_pb2.ModelMetadataRequest(name=name, version=version), deadline, model=key
         )
-        config = self._call(
-            "ModelConfig", service_pb2.ModelConfigRequest(name=name, version=version), deadline, model=key
+        config = (
+            await self._call(
+                "ModelConfig", service_pb2.ModelConfigRequest(name=name, version=version), deadline, model=key
+            )
         ).config
         info = model_info(metadata, config)
         self._metadata[key] = _Cached(now + self._metadata_ttl, info)
@@ -120,23 +128,25 @@ class TritonClient:
             self._metadata.popitem(last=False)
         return info
 
-    def server_metadata(self, deadline: Deadline) -> dict[str, Any]:
+    async def server_metadata(self, deadline: Deadline) -> dict[str, Any]:
         """Triton's name, version and protocol extensions, as its HTTP API writes them."""
-        return message_to_json(self._call("ServerMetadata", service_pb2.ServerMetadataRequest(), deadline))
+        return message_to_json(
+            await self._call("ServerMetadata", service_pb2.ServerMetadataRequest(), deadline)
+        )
 
-    def statistics(self, name: str, version: str, deadline: Deadline) -> dict[str, Any]:
+    async def statistics(self, name: str, version: str, deadline: Deadline) -> dict[str, Any]:
         """Triton's inference statistics of a model (every model when ``name`` is empty), as JSON."""
         request = service_pb2.ModelStatisticsRequest(name=name, version=version)
         model = (name, version) if name else None
         try:
-            return message_to_json(self._call("ModelStatistics", request, deadline, model=model))
+            return message_to_json(await self._call("ModelStatistics", request, deadline, model=model))
         except BadRequest:
             # Triton answers INVALID_ARGUMENT ("requested model ... is not available"), not NOT_FOUND.
             if model is None:
                 raise
             raise ModelNotFound(not_served(model)) from None
 
-    def infer(
+    async def infer(
         self,
         model: str,
         version: str,
@@ -160,7 +170,7 @@ class TritonClient:
             model_name=model, model_version=version, id=current_request_id() or request_id
         )
         set_parameters(request, parameters or {})
-        config = self.model_info(model, version, deadline).config
+        config = (await self.model_info(model, version, deadline)).config
         timeout_us = queue_timeout_us(config, deadline.remaining(), (parameters or {}).get("timeout"))
         if timeout_us is not None:
             request.parameters["timeout"].int64_param = timeout_us
@@ -175,7 +185,9 @@ class TritonClient:
             request, [raw_buffer(tensor.array, tensor.datatype) for tensor in inputs]
         )
         safe = retry_safe(parameters or {})
-        response = self._call("ModelInfer", serialized, deadline, model=(model, version), retry_safe=safe)
+        response = await self._call(
+            "ModelInfer", serialized, deadline, model=(model, version), retry_safe=safe
+        )
         observability.note_model(response.model_name, response.model_version)
         tensors = [
             Tensor(
@@ -187,7 +199,7 @@ class TritonClient:
         ]
         return InferResult(response.model_name, response.model_version, request_id, tensors)
 
-    def infer_many(
+    async def infer_many(
         self,
         model: str,
         version: str,
@@ -199,25 +211,41 @@ class TritonClient:
         """Run independent inferences (one per entry of ``calls``) concurrently, all within ``deadline``;
         results in the order of ``calls``. The first failure is raised; calls not yet started are dropped."""
         if len(calls) == 1:
-            return [self.infer(model, version, calls[0], outputs, deadline, request_id)]
-        # The gRPC channel is thread-safe: the calls share it, each with the deadline's remaining time. Each
-        # runs in a copy of this context, so it sends the request's id and is observed as part of it.
-        return run_all(
-            self.infer, [(model, version, inputs, outputs, deadline, request_id) for inputs in calls]
-        )
+            return [await self.infer(model, version, calls[0], outputs, deadline, request_id)]
+        # The calls share the channel, each with the deadline's remaining time, and each runs in a copy of
+        # this context (a task's, or a fan-out thread's), so it sends the request's id and is observed as
+        # part of it. Inline, each blocks a thread of the small fan-out pool.
+        if calls_inline():
+            return run_all(
+                self._infer_inline,
+                [(model, version, inputs, outputs, deadline, request_id) for inputs in calls],
+            )
+        tasks = [
+            asyncio.ensure_future(self.infer(model, version, inputs, outputs, deadline, request_id))
+            for inputs in calls
+        ]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def _infer_inline(self, *args: Any) -> InferResult:
+        return finish_inline(self.infer(*args))
 
     # -- the channel -----------------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close every channel now (calls still running on them fail); the next call opens a new one."""
         self._channels.close()
+        self._async_channels.close()
 
     @property
     def channels_opened(self) -> int:
         """How many channels this client has opened (for tests and diagnostics)."""
-        return self._channels.opened
+        return self._channels.opened + self._async_channels.opened
 
-    def _call(
+    async def _call(
         self,
         method: str,
         request: Message | bytes,
@@ -227,9 +255,9 @@ class TritonClient:
         retry_safe: bool = True,
     ) -> Any:
         with observability.triton_call(method, model, deadline):
-            return self._call_with_retry(method, request, deadline, model, retry_safe)
+            return await self._call_with_retry(method, request, deadline, model, retry_safe)
 
-    def _call_with_retry(
+    async def _call_with_retry(
         self,
         method: str,
         request: Message | bytes,
@@ -237,41 +265,53 @@ class TritonClient:
         model: tuple[str, str] | None,
         retry_safe: bool,
     ) -> Any:
-        pooled = self._channels.acquire()
+        channels = self._channels if calls_inline() else self._async_channels
+        pooled = channels.acquire()
         idle = time.monotonic() - self._last_answer
         try:
-            return self._invoke(pooled, method, request, deadline)
+            return await self._invoke(pooled, method, request, deadline)
         except grpc.RpcError as first:
-            if not (retry_safe and self._worth_retrying(first, pooled, idle)):
+            if not (retry_safe and self._worth_retrying(first, pooled, idle, model)):
                 raise self._translate(first, deadline, model) from None
-            self._channels.retire(pooled)
+            channels.retire(pooled)
         finally:
-            self._channels.release(pooled)
-        pooled = self._channels.acquire()
+            channels.release(pooled)
+        pooled = channels.acquire()
         try:
-            return self._invoke(pooled, method, request, deadline)
+            return await self._invoke(pooled, method, request, deadline)
         except grpc.RpcError as second:
             raise self._translate(second, deadline, model) from None
         finally:
-            self._channels.release(pooled)
+            channels.release(pooled)
 
-    def _worth_retrying(self, error: grpc.RpcError, pooled: Pooled, idle: float) -> bool:
+    def _worth_retrying(
+        self, error: grpc.RpcError, pooled: Pooled, idle: float, model: tuple[str, str] | None
+    ) -> bool:
         # One fresh channel tells a dead connection from a Triton that is down: after idleness (a frozen
         # Lambda, an NLB that dropped the flow, a restarted Triton), or when a channel Triton answered on
         # just broke (a Triton killed or drained behind the balancer: the fresh connection reaches another).
         # A channel that never got an answer is not retried, so a Triton that stays down costs one attempt
         # per call, not two; Triton's own shedding answers are never retried.
-        if error.code() != grpc.StatusCode.UNAVAILABLE or shed(error):
+        code = error.code()
+        if code == grpc.StatusCode.NOT_FOUND:
+            # A Triton shutting down unloads every model at once and answers "unknown model" on the
+            # connections it still has: for a model this client was served (it has its metadata), the
+            # fresh connection reaches a Triton that serves it. A model never seen is 404 at once.
+            return model is not None and model in self._metadata
+        if code != grpc.StatusCode.UNAVAILABLE or shed(error):
             return False
         return pooled.answered or idle >= self._idle_reconnect
 
-    def _invoke(self, pooled: Pooled, method: str, request: Message | bytes, deadline: Deadline) -> Any:
+    async def _invoke(self, pooled: Pooled, method: str, request: Message | bytes, deadline: Deadline) -> Any:
         # bytes: a ModelInferRequest already serialized, with its tensors copied once.
         rpc: Callable[..., Any] = (
             pooled.infer_serialized if isinstance(request, bytes) else getattr(pooled.stub, method)
         )
         try:
-            response = rpc(request, timeout=deadline.remaining())
+            if pooled.loop is None:
+                response = rpc(request, timeout=deadline.remaining())
+            else:
+                response = await rpc(request, timeout=deadline.remaining())
         except grpc.RpcError as error:
             if error.code() != grpc.StatusCode.UNAVAILABLE or shed(error):
                 pooled.answered = True  # Triton answered, so the connection is alive
@@ -285,6 +325,9 @@ class TritonClient:
     ) -> GatewayError:
         if error.code() != grpc.StatusCode.UNAVAILABLE or shed(error):
             self._last_answer = time.monotonic()  # Triton answered, so the channel is alive
+        if error.code() == grpc.StatusCode.NOT_FOUND and model is not None:
+            # Not served after all (the retry met it too): the next call is 404 at once.
+            self._metadata.pop(model, None)
         return translate(error, deadline, model, url=self._url, host=self._host, tls=self._tls)
 
 
