@@ -182,3 +182,23 @@ def test_fleet_a_call_cut_by_a_killed_triton_is_retried_unless_it_is_a_sequence(
         error = answers[0].json()["error"]
         assert without_request_id(error) == "Triton is unavailable; try again shortly", error
     assert settled(lambda: fleet.successes(other, "slow_model"), runs_on_the_other) == runs_on_the_other
+
+
+def test_one_gateway_process_holds_more_calls_open_than_it_has_threads(fleet_factory: FleetFactory):
+    # GIVEN one gateway process (uvicorn, whose executor has 40 threads) and a model whose batcher gathers
+    # whatever arrives within a second, so the batches Triton runs count the calls open at once
+    fleet = fleet_factory(tritons=1, gateways=1, models=["sleep_batched"])
+    warm = run_load(fleet.gateway_urls, rate=5, seconds=0.4, body=lambda i: sleep_body(i, "sleep_batched"))
+    assert failures(warm) == []
+
+    # WHEN 100 requests arrive within a fifth of a second
+    outcomes = run_load(
+        fleet.gateway_urls, rate=500, seconds=0.2, body=lambda i: sleep_body(i, "sleep_batched")
+    )
+
+    # THEN all are answered, and Triton ran a batch of more than 40 of them: the process had more calls
+    # open than a thread per call allows
+    assert failures(outcomes) == []
+    stats = fleet.statistics("t0", "sleep_batched")
+    largest = max(int(batch["batch_size"]) for batch in stats["batch_stats"])
+    assert largest > 40, stats["batch_stats"]
