@@ -24,7 +24,7 @@ from service.settings import Settings
 from service.triton.channel import ChannelPool, Pooled, tls_credentials
 from service.triton.convert import message_to_json, model_info
 from service.triton.deadline import Deadline
-from service.triton.failures import not_served, shed, translate
+from service.triton.failures import leaving, not_served, shed, translate
 from service.triton.fan_out import run_all
 from service.triton.infer_request import (
     queue_timeout_us,
@@ -43,6 +43,11 @@ __all__ = ["Deadline", "TritonClient", "get_client", "queue_timeout_us", "tls_cr
 
 # Distinct (model, version) pairs whose metadata is kept: far more than a gateway serves, small in memory.
 _METADATA_ENTRIES = 256
+# A retry looks this long at most (and never past half the deadline) for a fresh connection whose Triton
+# serves the model: a Triton shutting down keeps accepting connections until the balancer's health check
+# takes it out (~1 s behind HAProxy here), and it serves no model meanwhile.
+_SEEK_SECONDS = 3.0
+_SEEK_PAUSE_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +118,25 @@ class TritonClient:
         if cached is not None and cached.expires > now:
             self._metadata.move_to_end(key)
             return cached.info
-        metadata = await self._call(
-            "ModelMetadata", service_pb2.ModelMetadataRequest(name=name, version=version), deadline, model=key
-        )
-        config = (
-            await self._call(
-                "ModelConfig", service_pb2.ModelConfigRequest(name=name, version=version), deadline, model=key
+        try:
+            metadata = await self._call(
+                "ModelMetadata",
+                service_pb2.ModelMetadataRequest(name=name, version=version),
+                deadline,
+                model=key,
             )
-        ).config
+            config = (
+                await self._call(
+                    "ModelConfig",
+                    service_pb2.ModelConfigRequest(name=name, version=version),
+                    deadline,
+                    model=key,
+                )
+            ).config
+        except ModelNotFound:
+            # Gone since it was cached (the retry met it too): from now on 404 at once.
+            self._metadata.pop(key, None)
+            raise
         info = model_info(metadata, config)
         self._metadata[key] = _Cached(now + self._metadata_ttl, info)
         self._metadata.move_to_end(key)
@@ -276,13 +292,53 @@ class TritonClient:
             channels.retire(pooled)
         finally:
             channels.release(pooled)
-        pooled = channels.acquire()
+        pooled = await self._serving_channel(channels, model, deadline)
         try:
             return await self._invoke(pooled, method, request, deadline)
         except grpc.RpcError as second:
+            if second.code() == grpc.StatusCode.NOT_FOUND and model is not None:
+                # Not served by a Triton that is staying either: from now on 404 at once.
+                self._metadata.pop(model, None)
             raise self._translate(second, deadline, model) from None
         finally:
             channels.release(pooled)
+
+    async def _serving_channel(
+        self, channels: ChannelPool, model: tuple[str, str] | None, deadline: Deadline
+    ) -> Pooled:
+        """A fresh channel for a retry; for a model's call, re-opened (a new connection, so the balancer
+        chooses again) while its Triton answers that it is shutting down. The request itself still goes
+        once more only. Whoever gets the channel releases it."""
+        give_up = time.monotonic() + min(_SEEK_SECONDS, deadline.seconds_left() / 2)
+        while True:
+            pooled = channels.acquire()
+            if model is None:
+                return pooled
+            try:
+                await self._model_ready_on(pooled, model, deadline)
+                return pooled  # a Triton that is staying answered (whether it has the model or not)
+            except grpc.RpcError as error:
+                if not leaving(error) or time.monotonic() >= give_up:
+                    return pooled  # the retry itself tells what is wrong
+            except BaseException:
+                channels.release(pooled)
+                raise
+            channels.retire(pooled)
+            channels.release(pooled)
+            if pooled.loop is None:
+                time.sleep(_SEEK_PAUSE_SECONDS)  # inline: nothing else runs meanwhile
+            else:
+                await asyncio.sleep(_SEEK_PAUSE_SECONDS)
+
+    @staticmethod
+    async def _model_ready_on(pooled: Pooled, model: tuple[str, str], deadline: Deadline) -> bool:
+        request = service_pb2.ModelReadyRequest(name=model[0], version=model[1])
+        timeout = min(deadline.remaining(), 1.0)
+        if pooled.loop is None:
+            response = pooled.stub.ModelReady(request, timeout=timeout)
+        else:
+            response = await pooled.stub.ModelReady(request, timeout=timeout)
+        return bool(response.ready)
 
     def _worth_retrying(
         self, error: grpc.RpcError, pooled: Pooled, idle: float, model: tuple[str, str] | None
@@ -325,9 +381,6 @@ class TritonClient:
     ) -> GatewayError:
         if error.code() != grpc.StatusCode.UNAVAILABLE or shed(error):
             self._last_answer = time.monotonic()  # Triton answered, so the channel is alive
-        if error.code() == grpc.StatusCode.NOT_FOUND and model is not None:
-            # Not served after all (the retry met it too): the next call is 404 at once.
-            self._metadata.pop(model, None)
         return translate(error, deadline, model, url=self._url, host=self._host, tls=self._tls)
 
 

@@ -202,3 +202,23 @@ def test_one_gateway_process_holds_more_calls_open_than_it_has_threads(fleet_fac
     stats = fleet.statistics("t0", "sleep_batched")
     largest = max(int(batch["batch_size"]) for batch in stats["batch_stats"])
     assert largest > 40, stats["batch_stats"]
+
+
+def test_fleet_sigterm_of_a_pooled_triton_without_drain_loses_nothing(fleet_factory: FleetFactory):
+    # GIVEN steady load spread over two Tritons by two gateways whose channels stay put
+    fleet = fleet_factory(tritons=2, gateways=3, models=SLEEP)
+    served: dict[str, int] = {}
+
+    def stop_t1() -> None:
+        # WHEN t1 gets SIGTERM while pooled (no drain first): Triton 2.51 unloads its models at once and
+        # answers "unknown model" on its open connections, then closes them
+        served["t1"] = fleet.successes("t1", STEADY)
+        fleet.terminate("t1")
+
+    outcomes = run_load(fleet.gateway_urls, rate=30, seconds=7, body=steady, at=[(2.0, stop_t1)])
+
+    # THEN t1 had served its share, and no request failed: each one t1 turned away went once more, on a
+    # fresh connection, to t0
+    assert served["t1"] > 0
+    assert not fleet.tritons["t1"].is_running()
+    assert failures(outcomes) == []
