@@ -4,6 +4,8 @@
 #   ./dev.sh test   lint, type-check, import contracts, then every test against a real Triton
 #   ./dev.sh lock   re-resolve requirements.lock (the Lambda image) and requirements-dev.lock (.venv, CI)
 #                   from pyproject.toml; extra arguments go to uv, e.g. --upgrade or --upgrade-package NAME
+#   ./dev.sh deploy deploy to AWS: pre-flight, both stacks, the Triton image, the models (docs/deploy.md);
+#                   re-runnable after a failure; --yes, --roll-ami, or e.g. --parameter-overrides KEY=VALUE
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -150,8 +152,12 @@ case "${1:-}" in
         shift
         lock "$@"
         ;;
+    deploy)
+        shift
+        exec deploy/scripts/deploy-all.sh "$@"
+        ;;
     *)
-        echo "usage: ./dev.sh run | ./dev.sh test [pytest args] | ./dev.sh lock [uv args]" >&2
+        echo "usage: ./dev.sh run | ./dev.sh test [pytest args] | ./dev.sh lock [uv args] | ./dev.sh deploy [args]" >&2
         exit 2
         ;;
 esac

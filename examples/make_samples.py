@@ -1,7 +1,8 @@
-"""Draw the README's two sample images, ``cat.jpg`` and ``dog.png``, with Pillow (a few kB each).
+"""Draw the docs' two sample images, ``cat.jpg`` and ``dog.png``, with Pillow (a few kB each).
 
-They are committed, so every README command runs as written from a fresh clone; run this again only to
-change them: ``.venv/bin/python examples/make_samples.py``. The drawings are deterministic (no randomness).
+They are committed, so every README and docs/api.md command runs as written from a fresh clone; run this
+again only to change them: ``.venv/bin/python examples/make_samples.py``. The drawings are deterministic
+(no randomness).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def _instances(count: int) -> str:
 def _queue_policy(timeout_us: int) -> str:
     # Triton sheds what waited past the timeout (UNAVAILABLE "Request timeout expired", which the gateway
     # answers 503 "overloaded") instead of queueing until the caller's deadline. A max_queue_size instead
-    # collapsed throughput on 2.51 (43 of 800 requests served at 2x capacity, see README), so none is set.
+    # collapses throughput on 2.51 (43 of 800 requests served at 2x capacity, docs/fleet.md), so none is set.
     # allow_timeout_override lets the gateway pass a shorter timeout (the caller's remaining deadline).
     return (
         "dynamic_batching {\n"
@@ -225,7 +225,7 @@ output [
 
 
 # The sleep models' queue timeout: 150 ms = 7.5 executions, so at 2x capacity a burst sheds within ~150 ms
-# while ~42-46 of 50 req/s are still served (measured, README "Overload").
+# while ~42-46 of 50 req/s are still served (measured, docs/fleet.md "Overload").
 def _sleep_config(name: str, *, cache: bool, queue_timeout_us: int = 150_000) -> str:
     return f"""\
 name: "{name}"

@@ -7,6 +7,8 @@ source "$(dirname "$0")/lib.sh"
 require aws
 
 region="$(aws_region)"
+collect_overrides "$@"
+prepare_stack "$BOOTSTRAP_STACK"
 echo "deploying $BOOTSTRAP_STACK in $region"
 aws cloudformation deploy \
     --region "$region" \

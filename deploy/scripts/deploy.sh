@@ -2,7 +2,8 @@
 # Step 4: build the gateway image and deploy deploy/template.yaml non-interactively, wired to the bootstrap
 # stack. Extra arguments go to `sam deploy` (e.g. --parameter-overrides TritonInstanceType=g5.xlarge ...);
 # parameter overrides given here are merged with (and win over) the script's own. It looks up S3PrefixListId
-# (for the created VPC) and whether ConfigureApiGatewayAccount must be true, unless they are given.
+# (for the created VPC), whether ConfigureApiGatewayAccount must be true and the Triton AMI (the deployed one
+# is kept; --roll-ami takes the latest), unless they are given.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -12,30 +13,17 @@ region="$(aws_region)"
 gateway_repository="$(stack_output "$BOOTSTRAP_STACK" GatewayRepositoryUri)"
 export SAM_CLI_TELEMETRY="${SAM_CLI_TELEMETRY:-0}"
 
-# `sam deploy` keeps only the last --parameter-overrides option it is given, so a caller's second one would
-# silently drop BootstrapStackName, TritonImageTag and ModelPrefix: collect its values into ours instead.
-overrides=("BootstrapStackName=$BOOTSTRAP_STACK" "TritonImageTag=$TRITON_TAG" "ModelPrefix=$MODEL_PREFIX")
-passthrough=()
-in_overrides=0
-for arg in "$@"; do
-    if [ "$arg" = "--parameter-overrides" ]; then
-        in_overrides=1
-    elif [ "$in_overrides" -eq 1 ] && [[ "$arg" != -* ]]; then
-        overrides+=("$arg")
-    else
-        in_overrides=0
-        passthrough+=("$arg")
-    fi
-done
+collect_overrides "$@"
+overrides=("BootstrapStackName=$BOOTSTRAP_STACK" "TritonImageTag=$TRITON_TAG" "ModelPrefix=$MODEL_PREFIX"
+    ${overrides[@]+"${overrides[@]}"})
+load_stack_parameters
+prepare_stack "$STACK_NAME"
 
 # Values the script can find out itself, unless the caller gave them.
-given() {
-    local override
-    for override in "${overrides[@]}"; do
-        [[ "$override" == "$1="* ]] && return 0
-    done
-    return 1
-}
+# The AMI stays what the stack runs unless asked (--roll-ami), so a gateway deploy never replaces Triton.
+if ! given TritonAmiId; then
+    overrides+=("TritonAmiId=$(pinned_ami)")
+fi
 # The created VPC lets Triton reach S3 through the region's S3 prefix list only.
 if ! given S3PrefixListId && ! given VpcId; then
     prefix_list="$(aws ec2 describe-managed-prefix-lists --region "$region" \
@@ -59,10 +47,10 @@ if ! given ConfigureApiGatewayAccount; then
     fi
 fi
 
-# SAM publishes a new Lambda version for the live alias when the image or the template changes, not when
-# only parameter values do: fingerprint them, so that a settings change reaches the alias too.
+# SAM publishes a new Lambda version for the live alias when the image or the function's properties change,
+# not when parameter values (or their defaults) do: fingerprint them, so that a settings change reaches the alias.
 if ! given GatewayConfigRevision; then
-    revision="$(printf '%s\n' "${overrides[@]}" | LC_ALL=C sort | cksum | cut -d' ' -f1)"
+    revision="$({ printf '%s\n' "${overrides[@]}" | LC_ALL=C sort; cat "$DEPLOY_DIR/template.yaml"; } | cksum | cut -d' ' -f1)"
     overrides+=("GatewayConfigRevision=$revision")
 fi
 
@@ -74,7 +62,7 @@ sam deploy \
     --stack-name "$STACK_NAME" \
     --image-repository "$gateway_repository" \
     --no-confirm-changeset \
-    "${passthrough[@]}" \
+    ${passthrough[@]+"${passthrough[@]}"} \
     --parameter-overrides "${overrides[@]}"
 
 "$DEPLOY_DIR/scripts/show-endpoint.sh"

@@ -14,6 +14,8 @@ key_value="$(aws apigateway get-api-key --region "$region" --api-key "$key_id" -
 echo "API_URL=$api_url"
 echo "API_KEY=$key_value"
 echo
-echo "try:"
+echo "the key's value, any time:"
+echo "  aws apigateway get-api-key --region $region --api-key $key_id --include-value --query value --output text"
+echo "first requests (as they are; the second reads the key itself):"
 echo "  curl ${api_url}health"
-echo "  curl -H \"x-api-key: \$API_KEY\" ${api_url}v2/models/densenet_onnx"
+echo "  curl -H \"x-api-key: \$(aws apigateway get-api-key --region $region --api-key $key_id --include-value --query value --output text)\" ${api_url}v2/models/densenet_onnx"

@@ -15,7 +15,7 @@ API_DIMENSIONS = [
 ]
 FUNCTION_DIMENSION = [{"Name": "FunctionName", "Value": {"Ref": "GatewayFunction"}}]
 
-# alarm -> (namespace, metric, statistic, threshold, comparison, dimensions); the README's runbook table.
+# alarm -> (namespace, metric, statistic, threshold, comparison, dimensions); docs/deploy.md's runbook table.
 SINGLE_METRIC_ALARMS = {
     "ApiErrorRateAlarm": (
         "AWS/ApiGateway", "5XXError", "Average", 0.05, "GreaterThanOrEqualToThreshold", API_DIMENSIONS,

@@ -15,6 +15,7 @@ SAMPLES = {
     "TritonTlsParameterPrefix": "/triton-gateway/triton-tls",
     "TritonResponseCacheBytes": "268435456",
     "TritonMetricsLogGroup": "/triton-gateway/example/triton-metrics",
+    "TritonBootTimeoutSeconds": "1200",
 }
 
 

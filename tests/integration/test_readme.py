@@ -1,9 +1,9 @@
-"""The README tells the truth: its error lines are what the gateway answers, and its curl and Python examples
-run as written (from a temporary directory holding ``examples/``) against a real gateway and a real Triton.
+"""The README and docs/api.md tell the truth: their error lines are what the gateway answers, and their curl
+and Python examples run as written (from a temporary directory holding ``examples/``) against a real gateway
+and a real Triton.
 
-The README is read at collection, so each of its error lines is a test of its own: a line added to the
-README without a request here fails, and so does a request whose line is gone, or a line the code no longer
-prints."""
+The pages are read at collection, so each error line is a test of its own: a line added to them without a
+request here fails, and so does a request whose line is gone, or a line the code no longer prints."""
 
 from __future__ import annotations
 
@@ -29,13 +29,16 @@ from tests.gateway import serve_gateway
 from tests.image_reference import bomb_png
 
 REPO = Path(__file__).parents[2]
+# The README's examples, then the rest of the calling guide: one text, in reading order (earlier commands
+# write files that later ones read).
 README = (REPO / "README.md").read_text()
+PAGES = README + "\n" + (REPO / "docs" / "api.md").read_text()
 EXAMPLES = REPO / "examples"
 README_URL = "http://127.0.0.1:8080"
 
 
 def fenced_blocks(text: str, language: str) -> list[str]:
-    """The bodies of the README's ```language blocks, in order."""
+    """The bodies of the text's ```language blocks, in order."""
     return re.findall(rf"^```{language}\n(.*?)^```$", text, flags=re.M | re.S)
 
 
@@ -56,9 +59,9 @@ class ErrorLine:
 
 
 def readme_error_lines() -> list[ErrorLine]:
-    """Every ``<status> {"error": ...}  # comment`` line of the README's text blocks."""
+    """Every ``<status> {"error": ...}  # comment`` line of the pages' text blocks."""
     lines = []
-    for block in fenced_blocks(README, "text"):
+    for block in fenced_blocks(PAGES, "text"):
         for line in block.splitlines():
             if match := ERROR_LINE.match(line):
                 body = json.loads(match["body"])
@@ -172,21 +175,21 @@ ERROR_LINES = readme_error_lines()
 
 
 def test_the_readme_has_error_lines_and_each_has_a_request():
-    assert len(ERROR_LINES) >= 10, "the README's error examples were not found: has their format changed?"
+    assert len(ERROR_LINES) >= 10, "the error lines (docs/api.md) were not found: has their format changed?"
     # An error example written another way would escape the checks below: every one has the one form.
-    for block in fenced_blocks(README, "text"):
+    for block in fenced_blocks(PAGES, "text"):
         for line in block.splitlines():
             if '"error"' in line:
                 assert ERROR_LINE.match(line), f'not "<status> {{"error": ...}}  # comment": {line!r}'
     shown = [line.message for line in ERROR_LINES]
     assert sorted(set(shown)) == sorted(shown), "an error line is shown twice"
-    assert set(shown) == set(REQUESTS), "README error lines and the requests here have drifted apart"
+    assert set(shown) == set(REQUESTS), "the pages' error lines and the requests here have drifted apart"
 
 
 @pytest.mark.parametrize("line", ERROR_LINES, ids=[line.message[:40] for line in ERROR_LINES])
 def test_a_readme_error_line_is_what_the_gateway_answers(client: httpx.Client, faulty, line: ErrorLine):
     ask = REQUESTS.get(line.message)
-    assert ask is not None, f"no request here produces the README's line {line.message!r}: add one"
+    assert ask is not None, f"no request here produces the line {line.message!r}: add one"
     # A body the README shows in the line's comment is the one sent.
     if shown := re.search(r"\{.*\}", line.comment):
         assert json.loads(shown.group()) == ask.body
@@ -250,9 +253,9 @@ def output_pattern(expected: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.S)
 
 
-def local_blocks(language: str) -> list[str]:
-    """The README's blocks that call the local gateway."""
-    return [block for block in fenced_blocks(README, language) if README_URL.removeprefix("http://") in block]
+def local_blocks(language: str, text: str = PAGES) -> list[str]:
+    """The text's blocks that call the local gateway."""
+    return [block for block in fenced_blocks(text, language) if README_URL.removeprefix("http://") in block]
 
 
 BASH_COMMANDS = [
@@ -283,6 +286,11 @@ def run_shell(command: str, gateway_url: str, cwd: Path) -> str:
 
 
 def test_the_readme_has_local_examples():
+    # The README's own examples are among those run below: a tensor, a photo, and Triton's own client.
+    readme_commands = [c.text for block in local_blocks("bash", README) for c in shell_commands(block)]
+    assert any("tensor.json" in text and "curl" in text for text in readme_commands)
+    assert any("examples/cat.jpg" in text for text in readme_commands)
+    assert any("tritonclient" in block for block in local_blocks("python", README))
     texts = [command.text for command in BASH_COMMANDS]
     assert sum("curl" in text for text in texts) >= 4
     assert any("examples/cat.jpg" in text for text in texts)

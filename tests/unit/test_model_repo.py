@@ -108,7 +108,7 @@ def _shedding_policy(config: model_config_pb2.ModelConfig) -> model_config_pb2.M
     assert config.HasField("dynamic_batching"), config.name
     policy = config.dynamic_batching.default_queue_policy
     # Shed by queue time (REJECT after a timeout the gateway may shorten), never by queue size: on 2.51 a
-    # max_queue_size collapsed throughput under overload (README, "Overload").
+    # max_queue_size collapsed throughput under overload (docs/fleet.md, "Overload").
     assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
     assert policy.allow_timeout_override
     assert policy.max_queue_size == 0
