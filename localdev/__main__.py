@@ -84,6 +84,8 @@ def _run_gateway(host: str, port: int, reload: bool, tls: bool) -> None:
         # The gateway reads its settings from the environment (service.settings); uvicorn's reload worker
         # inherits it too.
         os.environ["TRITON_GRPC_URL"] = server.grpc_url
+        # The text models' chat templates live in their repository directories (tokenizer_config.json).
+        os.environ.setdefault("CHAT_TEMPLATE_DIR", str(LOCAL_MODEL_REPOSITORY))
         if tls:
             os.environ["TRITON_GRPC_TLS"] = "true"
             os.environ["TRITON_GRPC_TLS_CA"] = str(TLS_DIR / "ca.pem")

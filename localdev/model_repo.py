@@ -8,6 +8,7 @@ idempotent: files are rewritten only when their bytes change, so a running Trito
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -256,6 +257,75 @@ parameters {{ key: "sleep_ms" value: {{ string_value: "{SLEEP_MS}" }} }}
 dynamic_batching {{ max_queue_delay_microseconds: 1000000 }}
 """
 
+
+def _optional(name: str, datatype: str) -> str:
+    return f'  {{ name: "{name}" data_type: {datatype} dims: [ 1 ] optional: true }}'
+
+
+def _text_config(name: str, inputs: list[str], outputs: list[str]) -> str:
+    # Decoupled, as vLLM's and TensorRT-LLM's backends are: one response per generated word, then an empty
+    # final one; clients reach it through gRPC's ModelStreamInfer (or Triton's HTTP generate_stream).
+    extra_inputs = ",\n".join(inputs)
+    extra_outputs = "".join(f",\n{output}" for output in outputs)
+    return f"""\
+name: "{name}"
+backend: "python"
+max_batch_size: 0
+model_transaction_policy {{ decoupled: true }}
+input [
+  {{ name: "text_input" data_type: TYPE_STRING dims: [ 1 ] }},
+{extra_inputs}
+]
+output [
+  {{ name: "text_output" data_type: TYPE_STRING dims: [ -1 ] }}{extra_outputs}
+]
+{_instances(1)}
+parameters {{ key: "token_delay_ms" value: {{ string_value: "{TOKEN_DELAY_MS}" }} }}
+"""
+
+
+TOKEN_DELAY_MS = 10
+# vLLM backend's contract (triton-inference-server/vllm_backend): sampling parameters as one JSON string.
+TEXT_GEN_CONFIG = _text_config(
+    "text_gen",
+    [
+        _optional("stream", "TYPE_BOOL"),
+        _optional("sampling_parameters", "TYPE_STRING"),
+        _optional("exclude_input_in_output", "TYPE_BOOL"),
+        _optional("return_num_input_tokens", "TYPE_BOOL"),
+        _optional("return_num_output_tokens", "TYPE_BOOL"),
+        _optional("return_finish_reason", "TYPE_BOOL"),
+    ],
+    [
+        '  { name: "num_input_tokens" data_type: TYPE_UINT32 dims: [ 1 ] }',
+        '  { name: "num_output_tokens" data_type: TYPE_UINT32 dims: [ 1 ] }',
+        '  { name: "finish_reason" data_type: TYPE_STRING dims: [ -1 ] }',
+    ],
+)
+# TensorRT-LLM's ensemble contract (tensorrtllm_backend's all_models/inflight_batcher_llm/ensemble), without
+# its batch dimension: sampling parameters as tensors of their own.
+TEXT_GEN_TRTLLM_CONFIG = _text_config(
+    "text_gen_trtllm",
+    [
+        '  { name: "max_tokens" data_type: TYPE_INT32 dims: [ 1 ] }',
+        _optional("stream", "TYPE_BOOL"),
+        '  { name: "stop_words" data_type: TYPE_STRING dims: [ -1 ] optional: true }',
+        _optional("temperature", "TYPE_FP32"),
+        _optional("top_p", "TYPE_FP32"),
+    ],
+    [],
+)
+# A Hugging Face tokenizer_config.json as text models ship it; the gateway renders its chat_template.
+TEXT_GEN_TOKENIZER_CONFIG = json.dumps(
+    {
+        "chat_template": (
+            "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}\n"
+            "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+        )
+    },
+    indent=2,
+)
+
 MODELS: tuple[LocalModel, ...] = (
     LocalModel(
         "densenet_onnx",
@@ -294,6 +364,15 @@ MODELS: tuple[LocalModel, ...] = (
     ),
     LocalModel("text_bytes", TEXT_BYTES_CONFIG, "text_bytes", {1: None}),
     LocalModel("slow_model", SLOW_MODEL_CONFIG, "slow_model", {1: None}),
+    # Deterministic decoupled text models, one per input contract the gateway's /v1 speaks.
+    LocalModel(
+        "text_gen",
+        TEXT_GEN_CONFIG,
+        "text_stream",
+        {1: None},
+        {"tokenizer_config.json": lambda: TEXT_GEN_TOKENIZER_CONFIG},
+    ),
+    LocalModel("text_gen_trtllm", TEXT_GEN_TRTLLM_CONFIG, "text_stream", {1: None}),
     # The fleet's load model, and the same deterministic model with Triton's response cache on.
     LocalModel("sleep_model", _sleep_config("sleep_model", cache=False), "sleep_model", {1: None}),
     LocalModel("sleep_cached", _sleep_config("sleep_cached", cache=True), "sleep_model", {1: None}),

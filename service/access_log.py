@@ -30,6 +30,7 @@ class AccessLogMiddleware:
             api_request_id or "",
             getattr(scope.get("aws.context"), "aws_request_id", "") or "",
             _header(scope, b"x-amzn-trace-id"),
+            _api_key_id(scope),
         )
         status = 500
         bytes_in = bytes_out = 0
@@ -103,3 +104,13 @@ def _api_request_id(scope: Scope) -> str | None:
         request_id = (event.get("requestContext") or {}).get("requestId")
         return request_id if isinstance(request_id, str) else None
     return None
+
+
+def _api_key_id(scope: Scope) -> str:
+    # API Gateway names the key it checked (its id, not the key) in the event's identity.
+    event = scope.get("aws.event")
+    if isinstance(event, dict):
+        identity = (event.get("requestContext") or {}).get("identity") or {}
+        key_id = identity.get("apiKeyId") if isinstance(identity, dict) else None
+        return key_id if isinstance(key_id, str) else ""
+    return ""

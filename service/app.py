@@ -91,9 +91,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return json_response({"error": describe_validation_errors(exc.errors())}, 400)
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return json_response({"error": str(exc.detail)}, exc.status_code, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        path = request.url.path.removeprefix(request.scope.get("root_path", ""))
+        if path == "/v1" or path.startswith("/v1/"):
+            # An unknown path or method under the OpenAI-compatible API, in OpenAI's error shape.
+            error = {"message": str(exc.detail), "type": "invalid_request_error", "param": None, "code": None}
+            return json_response({"error": error}, exc.status_code, headers)
+        return json_response({"error": str(exc.detail)}, exc.status_code, headers)
 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         log.exception(
@@ -137,12 +143,14 @@ def include_inference_routes(app: FastAPI) -> None:
     with _INCLUDE_LOCK:
         if app.state.inference_routes:
             return
-        from service.routes import docs, infer, v2
+        from service.routes import docs, generate, infer, openai, v2
 
         # The inference routes join the app's own list rather than being included routers: FastAPI matches
         # an included router's routes twice per request (to pick the router, then the route), ~0.1 ms a
         # request on these. Their APIRoutes already carry their router's prefix, tags and dependencies.
         app.router.routes.extend([*infer.router.routes, *v2.router.routes])
+        app.include_router(generate.router)
+        app.include_router(openai.router)
         app.include_router(docs.router)
         app.state.inference_routes = True
 

@@ -76,7 +76,7 @@ def _responses(key: str, path: str, operation: dict[str, Any], recorded: dict[st
         responses.pop("404", None)
     if key in _NO_BAD_REQUEST:
         responses.pop("400", None)
-    if key.startswith("POST /v2/"):
+    if key.startswith("POST /v2/") and "/generate" not in key:
         responses["415"] = {
             **_UNSUPPORTED_ENCODING,
             "content": {"application/json": {"schema": _ERROR_SCHEMA}},
@@ -88,6 +88,10 @@ def _responses(key: str, path: str, operation: dict[str, Any], recorded: dict[st
         content["examples"] = {
             name: {"summary": _summary(key, name), "value": value} for name, value in recorded.items()
         }
+    if path.endswith("/generate_stream") or path.startswith("/v1"):
+        # No error examples: /v1 answers OpenAI's error shape, and a stream's errors before its first event
+        # are generate's (shown there), which the examples' test provokes through generate's own example.
+        return
     own = OPERATION_ERRORS.get(key, {})
     for status, response in responses.items():
         if status.startswith(("4", "5")) and (examples := own.get(int(status)) or ERRORS.get(int(status))):

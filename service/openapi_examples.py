@@ -68,6 +68,24 @@ REQUESTS: dict[str, list[Example]] = {
     "POST /v2/models/{model}/infer": [
         Example("bytes", "v2 JSON tensors (model text_bytes)", {"inputs": [_BYTES_INPUT]}),
     ],
+    "POST /v2/models/{model}/generate": [
+        Example(
+            "vllm",
+            "A prompt for a vLLM-contract model (text_gen), 4 tokens",
+            {"text_input": "Hello", "sampling_parameters": '{"max_tokens": 4}'},
+        ),
+    ],
+    "POST /v2/models/{model}/versions/{version}/generate": [
+        Example(
+            "counts",
+            "The same, with its token counts (text_gen, version 1)",
+            {
+                "text_input": "Hello",
+                "sampling_parameters": '{"max_tokens": 4}',
+                "return_num_output_tokens": True,
+            },
+        ),
+    ],
     "POST /v2/models/{model}/versions/{version}/infer": [
         Example(
             "one_output",
@@ -81,6 +99,10 @@ REQUESTS: dict[str, list[Example]] = {
 PARAMETERS: dict[str, dict[str, str]] = {
     "POST /v2/models/{model}/infer": {"model": "text_bytes"},
     "POST /v2/models/{model}/versions/{version}/infer": {"model": "text_bytes", "version": "1"},
+    "POST /v2/models/{model}/generate": {"model": "text_gen"},
+    "POST /v2/models/{model}/versions/{version}/generate": {"model": "text_gen", "version": "1"},
+    "POST /v2/models/{model}/generate_stream": {"model": "text_gen"},
+    "POST /v2/models/{model}/versions/{version}/generate_stream": {"model": "text_gen", "version": "1"},
 }
 DEFAULT_PARAMETERS = {"model": "densenet_onnx", "version": "1"}
 

@@ -85,6 +85,30 @@ class Settings(BaseSettings):
         description="model=SCALING,... (NONE, INCEPTION, VGG): overrides a model config's image_scaling",
     )
 
+    stream_idle_timeout_seconds: float = Field(
+        30.0, gt=0, description="longest wait for a generation's next response before the stream ends (504)"
+    )
+    stream_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="longest a generation may run in all; separate from TRITON_TIMEOUT_SECONDS (a regional "
+        "API Gateway streams up to 15 minutes)",
+    )
+    max_streams: int = Field(
+        64, gt=0, description="generations one gateway process runs at once; past it: 503 with Retry-After"
+    )
+    max_tokens_limit: int = Field(
+        4096, gt=0, description="largest max_tokens a /v1 request may ask for (also the chat default)"
+    )
+    max_prompt_bytes: int = Field(
+        256 * 1024, gt=0, description="largest prompt (UTF-8 bytes, all text inputs of a generation) accepted"
+    )
+    chat_template_dir: str = Field(
+        "",
+        description="directory laid out like a model repository: <dir>/<model>/tokenizer_config.json's "
+        "chat_template renders /v1/chat/completions prompts (a model config parameter chat_template wins)",
+    )
+
     powertools_service_name: str = Field(
         "triton-gateway", description="the service dimension of every metric and the access record's service"
     )

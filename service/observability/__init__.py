@@ -37,6 +37,7 @@ __all__ = [
     "finish_request",
     "note_images",
     "note_model",
+    "note_tokens",
     "stage",
     "start_request",
     "triton_call",
@@ -74,10 +75,12 @@ def start_request(
     api_request_id: str = "",
     lambda_request_id: str = "",
     trace_header: str = "",
+    api_key_id: str = "",
 ) -> RequestObservation:
     """Begin observing the request now being served (the current context's); ``trace_header`` is its
     ``X-Amzn-Trace-Id``, which traces it outside Lambda."""
     observation = RequestObservation(method, path, request_id, api_request_id, lambda_request_id)
+    observation.api_key_id = api_key_id
     context = xray.trace_context(trace_header)
     if context is not None:
         segment = xray.Subsegment("gateway", *context, namespace="")
@@ -114,6 +117,17 @@ def note_model(name: str, version: str = "") -> None:
     if observation is not None:
         observation.model = name
         observation.version = version or observation.version
+
+
+def note_tokens(count: int) -> None:
+    """``count`` more tokens generated for the current request, sent now (the first marks its TTFT)."""
+    observation = _current.get()
+    if observation is not None:
+        now = time.perf_counter()
+        with observation.lock:
+            observation.first_token = observation.first_token or now
+            observation.last_token = now
+            observation.tokens_out += count
 
 
 def note_images(count: int) -> None:

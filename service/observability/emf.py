@@ -18,7 +18,12 @@ from typing import Any
 import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 
-from service.observability.observation import ERROR_METRICS, Finished, RequestObservation
+from service.observability.observation import (
+    ERROR_METRICS,
+    Finished,
+    RequestObservation,
+    generation_figures,
+)
 
 _UNITS: dict[str, MetricUnit] = {
     "Requests": MetricUnit.Count,
@@ -29,11 +34,16 @@ _UNITS: dict[str, MetricUnit] = {
     "ResponseBytes": MetricUnit.Bytes,
     "ImagesDecoded": MetricUnit.Count,
     "ColdStart": MetricUnit.Count,
+    "TimeToFirstToken": MetricUnit.Milliseconds,
+    "TokensOut": MetricUnit.Count,
+    "TokensPerSecond": MetricUnit.CountPerSecond,
 }
+# A generation's figures (observation.generation_figures) -> their metric names.
+_GENERATION = {"ttft_ms": "TimeToFirstToken", "tokens_out": "TokensOut", "tokens_per_s": "TokensPerSecond"}
 # The metric definitions of the document, built once: {"Name": ..., "Unit": ...}.
 _DEFINITIONS = {name: {"Name": name, "Unit": unit.value} for name, unit in _UNITS.items()}
 _BY_STATUS = ("Requests", "Latency")
-_BY_MODEL = ("Requests", "Latency", "TritonLatency", *ERROR_METRICS.values())
+_BY_MODEL = ("Requests", "Latency", "TritonLatency", *ERROR_METRICS.values(), "TimeToFirstToken", "TokensOut")
 _STATUS_DIMENSIONS = [["service", "status_class"], ["service", "route", "status_class"]]
 _MODEL_DIMENSIONS = [["service", "model"]]
 
@@ -61,6 +71,8 @@ def document(
         values["ImagesDecoded"] = observation.images
     if finished.cold:
         values["ColdStart"] = 1
+    for figure, value in generation_figures(observation).items():
+        values[_GENERATION[figure]] = int(value) if figure == "tokens_out" else value
 
     directives = [
         {"Namespace": namespace, "Dimensions": [["service"]], "Metrics": [_DEFINITIONS[n] for n in values]},
@@ -88,4 +100,6 @@ def document(
     doc.update(values)
     # Searchable in the log line (CloudWatch Logs Insights), never a dimension.
     doc["request_id"] = observation.request_id
+    if observation.api_key_id:
+        doc["api_key_id"] = observation.api_key_id
     return doc

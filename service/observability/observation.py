@@ -38,8 +38,28 @@ class RequestObservation:
     bytes_out: int = 0
     images: int = 0
     deadline_s: float = 0.0
+    api_key_id: str = ""
+    # A generation's first and latest token (perf_counter), and how many tokens it sent.
+    first_token: float = 0.0
+    last_token: float = 0.0
+    tokens_out: int = 0
     segment: Subsegment | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def generation_figures(observation: RequestObservation) -> dict[str, float]:
+    """A generation's time to first token (ms), tokens out and decode rate (tokens/s between the first
+    token and the last); empty for a request that generated nothing."""
+    if not observation.first_token:
+        return {}
+    figures = {
+        "ttft_ms": round((observation.first_token - observation.began) * 1000, 3),
+        "tokens_out": float(observation.tokens_out),
+    }
+    span = observation.last_token - observation.first_token
+    if observation.tokens_out > 1 and span > 0:
+        figures["tokens_per_s"] = round((observation.tokens_out - 1) / span, 3)
+    return figures
 
 
 @dataclass(frozen=True, slots=True)

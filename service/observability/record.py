@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
-from service.observability.observation import Finished, RequestObservation
+from service.observability.observation import Finished, RequestObservation, generation_figures
 
 log = logging.getLogger("service.access")
 
@@ -53,6 +53,11 @@ def write(observation: RequestObservation, finished: Finished) -> None:
         fields["triton_errors"] = sorted(observation.errors)
     if observation.images:
         fields["images"] = observation.images
+    fields.update(generation_figures(observation))
+    if "tokens_out" in fields:
+        fields["tokens_out"] = int(fields["tokens_out"])
+    if observation.api_key_id:
+        fields["api_key_id"] = observation.api_key_id
     if finished.cold:
         fields["cold_start"] = True
     log.info(

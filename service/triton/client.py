@@ -48,6 +48,8 @@ _METADATA_ENTRIES = 256
 # takes it out (~1 s behind HAProxy here), and it serves no model meanwhile.
 _SEEK_SECONDS = 3.0
 _SEEK_PAUSE_SECONDS = 0.05
+_PROBE_SHARE = 0.05
+_PROBE_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +309,8 @@ class TritonClient:
         self, channels: ChannelPool, model: tuple[str, str] | None, deadline: Deadline
     ) -> Pooled:
         """A fresh channel for a retry; for a model's call, re-opened (a new connection, so the balancer
-        chooses again) while its Triton answers that it is shutting down. The request itself still goes
+        chooses again) while its Triton answers that it is shutting down: a Triton leaving (SIGTERM) still
+        gets connections until the balancer's health check takes it out. The request itself still goes
         once more only. Whoever gets the channel releases it."""
         give_up = time.monotonic() + min(_SEEK_SECONDS, deadline.seconds_left() / 2)
         while True:
@@ -333,7 +336,9 @@ class TritonClient:
     @staticmethod
     async def _model_ready_on(pooled: Pooled, model: tuple[str, str], deadline: Deadline) -> bool:
         request = service_pb2.ModelReadyRequest(name=model[0], version=model[1])
-        timeout = min(deadline.remaining(), 1.0)
+        # A small share of what is left: a Triton that does not answer at all (hung) leaves the retry
+        # nearly the whole deadline.
+        timeout = min(deadline.remaining() * _PROBE_SHARE, _PROBE_SECONDS)
         if pooled.loop is None:
             response = pooled.stub.ModelReady(request, timeout=timeout)
         else:

@@ -107,17 +107,6 @@ def sync_models(s3: LocalS3, models_dir: Path, bucket: str, prefix: str, scratch
     return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
-def upload_python_models(s3: LocalS3, models_dir: Path, bucket: str, prefix: str) -> list[str]:
-    """Upload the ``<model>/<version>/model.py`` files sync-models.sh leaves out (it excludes ``*.py``: the
-    production models are ONNX), which the local python-backend stand-ins need. Returns their keys."""
-    keys = {
-        f"{prefix}/{path.relative_to(models_dir).as_posix()}": path
-        for path in models_dir.glob("*/*/model.py")
-    }
-    s3.upload(bucket, keys)
-    return sorted(keys)
-
-
 class LocalS3:
     """moto's S3 server on a free 127.0.0.1 port; a context manager that always stops it."""
 

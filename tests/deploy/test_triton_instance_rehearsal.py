@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from instance_rehearsal import BOOTED_AT, Boot, rehearse
 from instance_role import resolve_intrinsics
-from local_s3 import LocalS3, sync_models, upload_python_models
+from local_s3 import LocalS3, sync_models
 from resolve_conditions import resolve
 from user_data import SAMPLES, render_user_data
 
@@ -59,8 +59,6 @@ def instance_s3(tmp_path_factory: pytest.TempPathFactory, model_repository: Path
     with LocalS3(tmp_path_factory.mktemp("moto") / "moto_server.log") as s3:
         for prefix in ("models", "broken", "slow"):
             sync_models(s3, root / prefix, BUCKET, prefix, tmp_path_factory.mktemp(f"sync-{prefix}"))
-            # Python-backend stand-ins: their model.py goes up too (sync-models.sh leaves *.py out).
-            upload_python_models(s3, root / prefix, BUCKET, prefix)
         yield s3
 
 

@@ -14,7 +14,7 @@ import pytest
 import tritonclient.http as httpclient
 from iam_policy import ALLOW, IMPLICIT_DENY, Request, evaluate
 from instance_role import instance_policy_statements
-from local_s3 import CREDENTIALS, LocalS3, S3Call, sync_models, upload_python_models
+from local_s3 import CREDENTIALS, LocalS3, S3Call, sync_models
 from user_data import SAMPLES
 
 from localdev.tritonserver import TritonServer
@@ -71,10 +71,11 @@ def test_triton_loads_the_s3_repository_and_the_instance_role_allows_every_call(
     synced = sync_models(local_s3, models, BUCKET, prefix, tmp_path / "sync")
     assert synced == [
         f"{prefix}/{MODEL}/1/model.onnx",
+        # The local stand-in is a python-backend model: its model.py is the model and is synced.
+        f"{prefix}/{MODEL}/1/model.py",
         f"{prefix}/{MODEL}/config.pbtxt",
         f"{prefix}/{MODEL}/densenet_labels.txt",
     ]
-    assert upload_python_models(local_s3, models, BUCKET, prefix) == [f"{prefix}/{MODEL}/1/model.py"]
     mark = local_s3.mark()
     # No model list: Triton loads the whole repository at start, as the user data runs it.
     server = S3TritonServer(

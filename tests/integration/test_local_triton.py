@@ -36,6 +36,39 @@ EXPECTED_METADATA = {
     "sleep_cached": (["1"], [("X", "INT32", [-1, 1])], [("Y", "INT32", [-1, 1])]),
     "sleep_patient": (["1"], [("X", "INT32", [-1, 1])], [("Y", "INT32", [-1, 1])]),
     "sleep_batched": (["1"], [("X", "INT32", [-1, 1])], [("Y", "INT32", [-1, 1])]),
+    "text_gen": (
+        ["1"],
+        [("text_input", "BYTES", [1])]
+        + [(name, "BOOL", [1]) for name in ("stream",)]
+        + [("sampling_parameters", "BYTES", [1])]
+        + [
+            (name, "BOOL", [1])
+            for name in (
+                "exclude_input_in_output",
+                "return_num_input_tokens",
+                "return_num_output_tokens",
+                "return_finish_reason",
+            )
+        ],
+        [
+            ("text_output", "BYTES", [-1]),
+            ("num_input_tokens", "UINT32", [1]),
+            ("num_output_tokens", "UINT32", [1]),
+            ("finish_reason", "BYTES", [-1]),
+        ],
+    ),
+    "text_gen_trtllm": (
+        ["1"],
+        [
+            ("text_input", "BYTES", [1]),
+            ("max_tokens", "INT32", [1]),
+            ("stream", "BOOL", [1]),
+            ("stop_words", "BYTES", [-1]),
+            ("temperature", "FP32", [1]),
+            ("top_p", "FP32", [1]),
+        ],
+        [("text_output", "BYTES", [-1])],
+    ),
 }
 
 

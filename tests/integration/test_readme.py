@@ -221,7 +221,12 @@ def shell_commands(block: str) -> list[Command]:
     for line in block.splitlines():
         if not pending and line.startswith("#"):
             shown = line[2:]
-            if commands and commands[-1].expected is None and shown[:1] in "{[":
+            # JSON, or the first event of a stream (the rest shown as "...").
+            if (
+                commands
+                and commands[-1].expected is None
+                and (shown[:1] in "{[" or shown.startswith("data:"))
+            ):
                 commands[-1] = Command(commands[-1].text, shown)
             continue
         if not pending and not line.strip():

@@ -48,10 +48,15 @@ def _app_on_the_session_triton(triton: TritonServer) -> None:
 
 @schemathesis.check
 def error_envelope(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> bool | None:
-    """Every 4xx/5xx body is {"error": "<string>"} (GET /health's 503 adds its fields beside it)."""
+    """Every 4xx/5xx body is {"error": "<string>"} (GET /health's 503 adds its fields beside it); under /v1,
+    OpenAI's {"error": {"message", "type", "param", "code"}}."""
     if response.status_code < 400:
         return None
     body = response.json()
+    if case.path.startswith("/v1"):
+        assert list(body) == ["error"] and set(body["error"]) == {"message", "type", "param", "code"}, body
+        assert isinstance(body["error"]["message"], str), body
+        return True
     assert isinstance(body, dict) and isinstance(body.get("error"), str), body
     if case.path != "/health":
         assert list(body) == ["error"], body
