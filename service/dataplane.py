@@ -18,7 +18,7 @@ Seams for what comes next:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -48,6 +48,14 @@ class TensorRequest(Protocol):
 
 
 R = TypeVar("R", bound=TensorRequest)
+T = TypeVar("T")
+
+
+class Offload(Protocol):
+    """Where the transport wants a request's CPU work (parsing, decoding) run, when not on the loop
+    itself (None: a small body, for which a thread hop costs more than the work)."""
+
+    def __call__(self, work: Callable[[], T]) -> Awaitable[T]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,25 +113,25 @@ class DataPlane:
         if not self.settings.model_allowed(name):
             raise ModelNotFound(f"model {name!r} is not served here")
 
-    def model(self, name: str | None, version: str | None, deadline: Deadline) -> Model:
+    async def model(self, name: str | None, version: str | None, deadline: Deadline) -> Model:
         """The model to run (the default when ``name`` is empty), if allowed and Triton has it; else 404."""
         model, at = name or self.settings.default_model, version or ""
         self.ensure_allowed(model, at)
-        info = self.triton.model_info(model, at, deadline)
+        info = await self.triton.model_info(model, at, deadline)
         observability.note_model(model, at)
         return Model(model, at, info)
 
-    def model_ready(self, name: str, version: str, deadline: Deadline) -> bool:
+    async def model_ready(self, name: str, version: str, deadline: Deadline) -> bool:
         """Whether Triton can run an allowed model (an unknown one is not ready, as Triton answers)."""
         self.ensure_allowed(name, version)
-        return self.triton.model_ready(name, version, deadline)
+        return await self.triton.model_ready(name, version, deadline)
 
-    def statistics(self, name: str, version: str, deadline: Deadline) -> dict[str, Any]:
+    async def statistics(self, name: str, version: str, deadline: Deadline) -> dict[str, Any]:
         """Triton's statistics of an allowed model; of every allowed model when ``name`` is empty."""
         if name:
             self.ensure_allowed(name, version)
-            return self.triton.statistics(name, version, deadline)
-        stats = self.triton.statistics("", "", deadline)
+            return await self.triton.statistics(name, version, deadline)
+        stats = await self.triton.statistics("", "", deadline)
         stats["model_stats"] = [
             s for s in stats.get("model_stats", []) if self.settings.model_allowed(s["name"])
         ]
@@ -131,33 +139,44 @@ class DataPlane:
 
     # -- inference -------------------------------------------------------------------------------------------
 
-    def infer_tensors(
+    async def infer_tensors(
         self,
         name: str | None,
         version: str | None,
         parse: Callable[[], R],
         deadline: Deadline,
         precheck: Callable[[ModelInfo], None] | None = None,
+        offload: Offload | None = None,
     ) -> TensorOutcome[R]:
         """The caller's tensors run on the model: resolve it, parse, check, decode, run. ``precheck`` judges
-        the unparsed body against the model first, so a body the model refuses is never materialised."""
-        model = self.model(name, version, deadline)
-        if precheck is not None:
-            precheck(model.info)
-        request = parse()
-        # Names, datatypes and shapes first: a mismatch is the clearer message than the byte count it causes.
-        check_inputs(request.declared_inputs, model.info)
-        with observability.stage("decode tensors"):
-            tensors = request.decode()
-        outputs = request.outputs(model.info)
-        [result] = self.run(model, [tensors], outputs, deadline, request.request_id, request.parameters)
+        the unparsed body against the model first, so a body the model refuses is never materialised;
+        ``offload`` runs that CPU work where the transport wants it."""
+        model = await self.model(name, version, deadline)
+
+        def prepare() -> tuple[R, list[Tensor], list[OutputSpec]]:
+            if precheck is not None:
+                precheck(model.info)
+            request = parse()
+            # Names, datatypes and shapes first: a mismatch is the clearer message than the byte count.
+            check_inputs(request.declared_inputs, model.info)
+            with observability.stage("decode tensors"):
+                tensors = request.decode()
+            return request, tensors, request.outputs(model.info)
+
+        request, tensors, outputs = await offload(prepare) if offload else prepare()
+        [result] = await self.run(model, [tensors], outputs, deadline, request.request_id, request.parameters)
         return TensorOutcome(model, request, result)
 
-    def infer_images(
-        self, name: str | None, version: str | None, parse: Callable[[], ImageRequest], deadline: Deadline
+    async def infer_images(
+        self,
+        name: str | None,
+        version: str | None,
+        parse: Callable[[], ImageRequest],
+        deadline: Deadline,
+        offload: Offload | None = None,
     ) -> ImageOutcome:
         """Images preprocessed to the model's image input and run, batched as the model allows."""
-        model = self.model(name, version, deadline)
+        model = await self.model(name, version, deadline)
         request = parse()
         target = image_input(model.info, self.settings.image_scaling)
         if request.top_k is not None:
@@ -165,14 +184,18 @@ class DataPlane:
         else:
             outputs = [OutputSpec(output.name) for output in model.info.metadata.outputs]
         max_pixels = self.settings.max_image_pixels
-        with observability.stage("decode images"):
-            arrays = [load_image(data, target, field, max_pixels) for field, data in request.uploads]
+
+        def decode() -> list[Any]:
+            with observability.stage("decode images"):
+                return [load_image(data, target, field, max_pixels) for field, data in request.uploads]
+
+        arrays = await offload(decode) if offload else decode()
         observability.note_images(len(arrays))
-        results = self.run(model, call_inputs(arrays, target), outputs, deadline, request.request_id)
+        results = await self.run(model, call_inputs(arrays, target), outputs, deadline, request.request_id)
         classified = outputs[0].name if request.top_k is not None else None
         return ImageOutcome(model, results, target.max_batch_size > 0, classified)
 
-    def run(
+    async def run(
         self,
         model: Model,
         calls: Sequence[Sequence[Tensor]],
@@ -185,8 +208,8 @@ class DataPlane:
         results in order."""
         if len(calls) == 1:
             return [
-                self.triton.infer(
+                await self.triton.infer(
                     model.name, model.version, calls[0], outputs, deadline, request_id, parameters
                 )
             ]
-        return self.triton.infer_many(model.name, model.version, calls, outputs, deadline, request_id)
+        return await self.triton.infer_many(model.name, model.version, calls, outputs, deadline, request_id)

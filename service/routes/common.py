@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache, partial
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -31,6 +31,8 @@ _LAMBDA_MARGIN_SECONDS = 0.5
 _MINIMUM_BUDGET_SECONDS = 0.05
 # Threads for blocking work under uvicorn (anyio's default, which Starlette's thread pool used).
 _OFF_LOOP_THREADS = 40
+# Bodies up to this size are parsed and decoded on the loop itself: a thread hop costs more than the work.
+_INLINE_BODY_BYTES = 64 * 1024
 
 # API Gateway checks the key; declaring it here lets Swagger's "Try it out" send it.
 api_key = APIKeyHeader(
@@ -97,7 +99,7 @@ HealthDeadlineDep = Annotated[Deadline, Depends(_health_deadline)]
 
 
 async def off_loop(request: Request, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """``call`` (decoding, gRPC: blocking work) where it does not stall other requests.
+    """``call`` (blocking work: decoding a big body, images) where it does not stall other requests.
 
     Under uvicorn that is a worker thread, so one slow request never holds up the event loop. A Lambda
     (Mangum puts its event in the scope) handles one event at a time, and Mangum runs each on a fresh
@@ -111,6 +113,22 @@ async def off_loop(request: Request, call: Callable[P, T], *args: P.args, **kwar
     context = contextvars.copy_context()
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_executor(), partial(context.run, call, *args, **kwargs))
+
+
+class OffLoop:
+    """CPU work of one request run by :func:`off_loop` (the data plane's ``offload``)."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    def __call__(self, work: Callable[[], T]) -> Awaitable[T]:
+        return off_loop(self._request, work)
+
+
+def cpu_offload(request: Request, body: bytes) -> OffLoop | None:
+    """Where a body's parsing and decoding run: off the loop when it is big (under uvicorn; a Lambda runs
+    everything inline), on it (None) when it is small."""
+    return OffLoop(request) if len(body) > _INLINE_BODY_BYTES else None
 
 
 @cache

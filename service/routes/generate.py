@@ -23,7 +23,6 @@ from service.routes.common import (
     ERROR_RESPONSES,
     api_key,
     json_response,
-    off_loop,
     read_body,
     request_deadline,
 )
@@ -52,7 +51,7 @@ async def _decode(request: Request, model: str) -> tuple[Generation, Model, Gene
     settings: Settings = request.app.state.settings
     version = str(request.path_params.get("version", ""))
     plane = DataPlane(settings, get_client(settings))
-    resolved = await off_loop(request, plane.model, model, version, request_deadline(request, settings))
+    resolved = await plane.model(model, version, request_deadline(request, settings))
     body = await read_body(request, settings)
     generate = decode_generate(parse_object(body), resolved.info)
     return Generation(settings, get_stream_client(settings)), resolved, generate

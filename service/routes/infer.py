@@ -30,8 +30,9 @@ from service.protocol.schemas import (
 from service.routes.common import (
     ERROR_RESPONSES,
     ApiKey,
+    OffLoop,
+    cpu_offload,
     json_response,
-    off_loop,
     parse_json,
     raw_json_body,
     read_body,
@@ -106,7 +107,7 @@ async def _serve(
     body = await read_body(request, plane.settings)
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
-    # Decoding and the gRPC calls block: keep them off the event loop.
+    # The Triton calls are awaited; decoding a big body or images runs off the event loop.
     if media in IMAGE_TYPES or media == "multipart/form-data":
 
         def uploads() -> ImageRequest:
@@ -114,45 +115,51 @@ async def _serve(
                 return ImageRequest([("image", body)], top_k)
             return ImageRequest(_form_images(body, content_type, plane.settings), top_k)
 
-        outcome = await off_loop(request, plane.infer_images, model, version, uploads, deadline)
+        outcome = await plane.infer_images(model, version, uploads, deadline, OffLoop(request))
         return _image_answer(outcome)
     if media in _JSON_TYPES or media.endswith("+json"):
         if model is not None or version is not None or top_k is not None:
             raise BadRequest(
                 "model, version and top_k go in the query only for image uploads; put them in the JSON"
             )
-        return await off_loop(request, _infer_json, body, plane, deadline)
+        return await _infer_json(body, plane, deadline, cpu_offload(request, body), OffLoop(request))
     raise UnsupportedMediaType(
         f"content-type {media!r} is not read here; send application/json, {', '.join(IMAGE_TYPES)} "
         "or multipart/form-data"
     )
 
 
-def _infer_json(body: bytes, plane: DataPlane, deadline: Deadline) -> Response:
+async def _infer_json(
+    body: bytes, plane: DataPlane, deadline: Deadline, offload: OffLoop | None, images: OffLoop
+) -> Response:
     # The fast paths (base64 decoded from the body itself; JSON numbers by SIMD) read a well-formed body
     # once, within the guard's limits. Anything else: size limits first, like MAX_BODY_BYTES (even reading
     # the keys parses the whole body); then the model (an unknown one is 404 whatever else the body holds);
     # then the schema the keys name.
     element_limit = plane.settings.element_limit
-    fast = fast_b64_request(body) or fast_tensor_request(body, element_limit)
+
+    def read() -> Any:
+        fast = fast_b64_request(body) or fast_tensor_request(body, element_limit)
+        return (fast, None, None) if fast else (None, guard(body, element_limit), read_infer_body_keys(body))
+
+    fast, outline, keys = await offload(read) if offload else read()
     if fast is not None:
         keys, request = fast
-        ran = plane.infer_tensors(keys.model, keys.version, lambda: request, deadline)
+        ran = await plane.infer_tensors(keys.model, keys.version, lambda: request, deadline, offload=offload)
         return json_response(encode_result(ran.result, ran.request.b64_outputs))
-    outline = guard(body, element_limit)
-    keys = read_infer_body_keys(body)
     if keys.kind == "images":
-        outcome = plane.infer_images(
-            keys.model, keys.version, lambda: _json_images(body, plane.settings), deadline
+        outcome = await plane.infer_images(
+            keys.model, keys.version, lambda: _json_images(body, plane.settings), deadline, images
         )
         return _image_answer(outcome)
 
-    ran = plane.infer_tensors(
+    ran = await plane.infer_tensors(
         keys.model,
         keys.version,
         lambda: tensor_request(body, keys),
         deadline,
         lambda info: check_against_model(outline, info),
+        offload,
     )
     return json_response(encode_result(ran.result, ran.request.b64_outputs))
 

@@ -34,7 +34,7 @@ from service.protocol.openai import (
     new_id,
     parse_request,
 )
-from service.routes.common import api_key, json_response, off_loop, read_body, request_deadline
+from service.routes.common import api_key, json_response, read_body, request_deadline
 from service.routes.sse import error_message, event_stream
 from service.settings import Settings
 from service.triton import get_client
@@ -95,7 +95,7 @@ async def get_model(request: Request, model: str) -> Response:
         settings: Settings = request.app.state.settings
         plane = DataPlane(settings, get_client(settings))
         try:
-            await off_loop(request, plane.model, model, "", request_deadline(request, settings))
+            await plane.model(model, "", request_deadline(request, settings))
         except ModelNotFound:
             raise UnknownModel(model) from None
         return json_response({"id": model, "object": "model", "created": 0, "owned_by": _OWNER})
@@ -121,7 +121,7 @@ async def _complete(request: Request, *, chat: bool) -> Response:
     parsed = parse_request(ChatRequest if chat else CompletionRequest, body)
     plane = DataPlane(settings, get_client(settings))
     try:
-        model = await off_loop(request, plane.model, parsed.model, "", request_deadline(request, settings))
+        model = await plane.model(parsed.model, "", request_deadline(request, settings))
     except ModelNotFound:
         raise UnknownModel(parsed.model) from None
     sampling = _sampling(parsed, settings, chat)

@@ -33,10 +33,11 @@ from service.routes.common import (
     ERROR_RESPONSES,
     DeadlineDep,
     HealthDeadlineDep,
+    OffLoop,
     TritonDep,
     api_key,
+    cpu_offload,
     json_response,
-    off_loop,
     parse_json,
     raw_json_body,
     read_body,
@@ -83,15 +84,14 @@ async def _versioned(version: Annotated[str, Path(description="model version, e.
 
 
 # -- the server ------------------------------------------------------------------------------------------
-# Every route is a coroutine that puts its Triton call off the loop itself (``off_loop``): a plain function
-# would run in FastAPI's thread pool, which under Mangum starts a new thread for every invocation (~0.6 ms
-# and a thread per metadata or readiness probe); inline there, in the loop's executor under uvicorn.
+# Every route is a coroutine that awaits its Triton call: a plain function would run in FastAPI's thread
+# pool, which under Mangum starts a new thread for every invocation (~0.6 ms and a thread per probe).
 
 
 @router.get("", summary="Server metadata", response_model=ServerMetadata, responses=ERROR_RESPONSES)
 async def server_metadata(request: Request, triton: TritonDep, deadline: DeadlineDep) -> Response:
     """Triton's name and version, and the protocol extensions served through this gateway."""
-    metadata = await off_loop(request, triton.server_metadata, deadline)
+    metadata = await triton.server_metadata(deadline)
     extensions = [name for name in metadata.get("extensions", []) if name in SERVED_EXTENSIONS]
     return json_response(ServerMetadata(**{**metadata, "extensions": extensions}).model_dump())
 
@@ -99,7 +99,7 @@ async def server_metadata(request: Request, triton: TritonDep, deadline: Deadlin
 @router.get("/health/live", summary="Is Triton live", responses=_HEALTH_RESPONSES)
 async def server_live(request: Request, triton: TritonDep, deadline: HealthDeadlineDep) -> Response:
     """200 when Triton is live; 400 when it answers that it is not; 503/504 when it does not answer."""
-    if not await off_loop(request, triton.server_live, deadline):
+    if not await triton.server_live(deadline):
         raise NotReady("Triton is not live")
     return Response(status_code=200)
 
@@ -107,7 +107,7 @@ async def server_live(request: Request, triton: TritonDep, deadline: HealthDeadl
 @router.get("/health/ready", summary="Is Triton ready", responses=_HEALTH_RESPONSES)
 async def server_ready(request: Request, triton: TritonDep, deadline: HealthDeadlineDep) -> Response:
     """200 when Triton is ready; 400 when it answers that it is not; 503/504 when it does not answer."""
-    if not await off_loop(request, triton.server_ready, deadline):
+    if not await triton.server_ready(deadline):
         raise NotReady("Triton is not ready")
     return Response(status_code=200)
 
@@ -115,7 +115,7 @@ async def server_ready(request: Request, triton: TritonDep, deadline: HealthDead
 @router.get("/models/stats", summary="Inference statistics of every model", responses=ERROR_RESPONSES)
 async def all_statistics(request: Request, plane: PlaneDep, deadline: DeadlineDep) -> Response:
     """Triton's statistics of each model served here (the allow-list's, when there is one)."""
-    return json_response(await off_loop(request, plane.statistics, "", "", deadline))
+    return json_response(await plane.statistics("", "", deadline))
 
 
 # -- one model, at Triton's choice of version or at /versions/{version} ------------------------------------
@@ -137,7 +137,7 @@ async def model_metadata(
     request: Request, model: str, version: Version, plane: PlaneDep, deadline: DeadlineDep
 ) -> Response:
     """The model's versions, platform, and inputs and outputs (``-1`` marks a free dimension)."""
-    found = await off_loop(request, plane.model, model, version, deadline)
+    found = await plane.model(model, version, deadline)
     return json_response(found.info.metadata.model_dump())
 
 
@@ -148,7 +148,7 @@ async def model_ready(
     request: Request, model: str, version: Version, plane: PlaneDep, deadline: HealthDeadlineDep
 ) -> Response:
     """200 when Triton can run the model; 400 when it cannot (unknown to Triton, or not loaded)."""
-    if not await off_loop(request, plane.model_ready, model, version, deadline):
+    if not await plane.model_ready(model, version, deadline):
         raise NotReady(f"model {model!r}{f' version {version!r}' if version else ''} is not ready")
     return Response(status_code=200)
 
@@ -158,7 +158,7 @@ async def model_config(
     request: Request, model: str, version: Version, plane: PlaneDep, deadline: DeadlineDep
 ) -> Response:
     """The model's configuration as Triton's HTTP API writes it (every field; 64-bit integers as numbers)."""
-    found = await off_loop(request, plane.model, model, version, deadline)
+    found = await plane.model(model, version, deadline)
     return json_response(found.info.config)
 
 
@@ -167,7 +167,7 @@ async def model_statistics(
     request: Request, model: str, version: Version, plane: PlaneDep, deadline: DeadlineDep
 ) -> Response:
     """Triton's inference, batch and cache statistics of the model."""
-    return json_response(await off_loop(request, plane.statistics, model, version, deadline))
+    return json_response(await plane.statistics(model, version, deadline))
 
 
 _INFER_BODY = raw_json_body(V2InferRequest)
@@ -234,13 +234,12 @@ async def _serve(
 ) -> Response:
     plane, deadline = inference.plane, inference.deadline
     body = await read_body(request, plane.settings)
-    # Inflating, decoding and the gRPC call all block: keep them off the event loop.
-    return await off_loop(
-        request, _infer, body, header_length, content_encoding, model, version, plane, deadline
-    )
+    # The Triton call is awaited; inflating and decoding a big body run off the event loop.
+    offload = cpu_offload(request, body)
+    return await _infer(body, header_length, content_encoding, model, version, plane, deadline, offload)
 
 
-def _infer(
+async def _infer(
     body: bytes,
     header_length: str | None,
     content_encoding: str | None,
@@ -248,6 +247,7 @@ def _infer(
     version: str,
     plane: DataPlane,
     deadline: Deadline,
+    offload: OffLoop | None,
 ) -> Response:
     @cache
     def sections() -> tuple[bytes, memoryview]:
@@ -268,7 +268,7 @@ def _infer(
         # Anything the fast path would not read is parsed (and explained) precisely.
         return fast() or V2Tensors(parse_json(V2InferRequest, sections()[0]), sections()[1])
 
-    ran = plane.infer_tensors(model, version, parse, deadline, precheck)
+    ran = await plane.infer_tensors(model, version, parse, deadline, precheck, offload)
     content, json_length = encode_response(ran.result, ran.request.binary_outputs)
     if json_length is None:
         return Response(content, media_type="application/json")
