@@ -244,6 +244,19 @@ parameters {{ key: "sleep_ms" value: {{ string_value: "{SLEEP_MS}" }} }}
 
 SLEEP_MS = 20
 
+# The sleep model batching whatever arrives within a second, up to 128 requests: the size of the batches
+# Triton ran (its batch statistics) is how many requests a gateway had open at once.
+SLEEP_BATCHED_CONFIG = f"""\
+name: "sleep_batched"
+backend: "python"
+max_batch_size: 128
+input [ {{ name: "X" data_type: TYPE_INT32 dims: [ 1 ] }} ]
+output [ {{ name: "Y" data_type: TYPE_INT32 dims: [ 1 ] }} ]
+{_instances(1)}
+parameters {{ key: "sleep_ms" value: {{ string_value: "{SLEEP_MS}" }} }}
+dynamic_batching {{ max_queue_delay_microseconds: 1000000 }}
+"""
+
 
 def _optional(name: str, datatype: str) -> str:
     return f'  {{ name: "{name}" data_type: {datatype} dims: [ 1 ] optional: true }}'
@@ -371,6 +384,7 @@ MODELS: tuple[LocalModel, ...] = (
         "sleep_model",
         {1: None},
     ),
+    LocalModel("sleep_batched", SLEEP_BATCHED_CONFIG, "sleep_model", {1: None}),
 )
 
 MODEL_NAMES: tuple[str, ...] = tuple(model.name for model in MODELS)

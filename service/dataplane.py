@@ -7,7 +7,8 @@ A transport decodes its body into an :class:`InferenceRequest` (or :class:`Image
       -> read the request against the model's metadata (limits, names, datatypes, shapes)
       -> tensors -> Triton -> result
 
-It knows neither FastAPI nor a wire format. Triton's client is reached through one adapter, :meth:`_triton`.
+It knows neither FastAPI nor a wire format. Triton's client is awaited (``service.triton``: an asyncio
+channel under uvicorn, inline under Lambda), so no thread is held per call in flight.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache, partial
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from service import observability
 from service.errors import ModelNotFound
@@ -31,10 +32,10 @@ from service.protocol.request import ImageRequest, ImageResult, InferenceRequest
 from service.protocol.tensors import Array, InferResult, OutputSpec, Tensor
 from service.settings import Settings
 from service.triton import Deadline, TritonClient
+from service.triton.inline import calls_inline
 
-P = ParamSpec("P")
 T = TypeVar("T")
-# Threads for blocking work under uvicorn (anyio's default limit, which Starlette's pool had).
+# Threads for a big body's CPU work under uvicorn (anyio's default limit, which Starlette's pool had).
 _THREADS = 40
 # A body up to this size is read and decoded on the loop itself: a thread hop costs more than the work.
 _INLINE_BYTES = 64 * 1024
@@ -50,13 +51,11 @@ class Model:
 
 
 class DataPlane:
-    """Models and inference for one request's settings and Triton client. ``inline``: run everything on the
-    caller's thread (a Lambda serves one event at a time: a thread hop would buy nothing)."""
+    """Models and inference for one request's settings and Triton client."""
 
-    def __init__(self, settings: Settings, triton: TritonClient, *, inline: bool = False) -> None:
+    def __init__(self, settings: Settings, triton: TritonClient) -> None:
         self.settings = settings
         self.triton = triton
-        self.inline = inline
         self.limits = Limits.of(settings)
 
     # -- models ----------------------------------------------------------------------------------------------
@@ -65,21 +64,21 @@ class DataPlane:
         """The model to run (the default for an empty name), if allowed and Triton has it; else 404."""
         name, version = ref.name or self.settings.default_model, ref.version
         await self._check_ref(name, version, deadline)
-        info = await self._triton(self.triton.model_info, name, version, deadline)
+        info = await self.triton.model_info(name, version, deadline)
         observability.note_model(name, version)
         return Model(name, version, info)
 
     async def model_ready(self, name: str, version: str, deadline: Deadline) -> bool:
         """Whether Triton can run an allowed model (an unknown one is not ready, as Triton answers)."""
         await self._check_ref(name, version, deadline)
-        return await self._triton(self.triton.model_ready, name, version, deadline)
+        return await self.triton.model_ready(name, version, deadline)
 
     async def statistics(self, name: str, version: str, deadline: Deadline) -> dict[str, Any]:
         """Triton's statistics of an allowed model; of every allowed model when ``name`` is empty."""
         if name:
             await self._check_ref(name, version, deadline)
-            return await self._triton(self.triton.statistics, name, version, deadline)
-        stats = await self._triton(self.triton.statistics, "", "", deadline)
+            return await self.triton.statistics(name, version, deadline)
+        stats = await self.triton.statistics("", "", deadline)
         stats["model_stats"] = [
             s for s in stats.get("model_stats", []) if self.settings.model_allowed(s["name"])
         ]
@@ -87,7 +86,7 @@ class DataPlane:
 
     async def server_metadata(self, deadline: Deadline) -> dict[str, Any]:
         """Triton's name, version and protocol extensions."""
-        return await self._triton(self.triton.server_metadata, deadline)
+        return await self.triton.server_metadata(deadline)
 
     async def _check_ref(self, name: str, version: str, deadline: Deadline) -> None:
         """404 for a name Triton could not serve or one off the allow-list (callers cannot map the list);
@@ -97,7 +96,7 @@ class DataPlane:
         if not self.settings.model_allowed(name):
             raise ModelNotFound(f"model {name!r} is not served here")
         if not check_version(version):
-            await self._triton(self.triton.model_info, name, "", deadline)  # 404 when Triton lacks it
+            await self.triton.model_info(name, "", deadline)  # 404 when Triton lacks it
             check_version(version, strict=True)
 
     # -- inference -------------------------------------------------------------------------------------------
@@ -114,8 +113,7 @@ class DataPlane:
             return await self._infer_images(request, deadline)
         model = await self.model(request.model, deadline)
         tensors, arrays, outputs = await self.offload(lambda: _prepare(request, model.info), request.size)
-        return await self._triton(
-            self.triton.infer,
+        return await self.triton.infer(
             model.name,
             model.version,
             arrays,
@@ -160,31 +158,20 @@ class DataPlane:
     ) -> list[InferResult]:
         """One Triton call per entry of ``calls`` (concurrent when several), results in order."""
         if len(calls) == 1:
-            result = await self._triton(
-                self.triton.infer, model.name, model.version, calls[0], outputs, deadline, request_id, None
+            result = await self.triton.infer(
+                model.name, model.version, calls[0], outputs, deadline, request_id, None
             )
             return [result]
-        return await self._triton(
-            self.triton.infer_many, model.name, model.version, calls, outputs, deadline, request_id
-        )
+        return await self.triton.infer_many(model.name, model.version, calls, outputs, deadline, request_id)
 
     # -- where work runs -------------------------------------------------------------------------------------
 
     async def offload(self, work: Callable[[], T], size: int) -> T:
         """CPU work for a body of ``size`` bytes (reading, decoding): on the loop when the body is small or
-        under Lambda; under uvicorn, a big one's off the loop, so it does not stall the other requests."""
-        if self.inline or size <= _INLINE_BYTES:
+        under Lambda (one event at a time, its calls inline: a hop would start a thread for nothing); under
+        uvicorn, a big one's off the loop, so it does not stall the other requests."""
+        if calls_inline() or size <= _INLINE_BYTES:
             return work()
-        return await self._off_loop(work)
-
-    async def _triton(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """The one place the (blocking) Triton client is called: inline under Lambda, off the loop under
-        uvicorn, so a slow call never holds up the event loop."""
-        if self.inline:
-            return call(*args, **kwargs)
-        return await self._off_loop(partial(call, *args, **kwargs))
-
-    async def _off_loop(self, work: Callable[[], T]) -> T:
         # The loop's executor, in a copy of the request's context (its id, its observation).
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()

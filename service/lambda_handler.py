@@ -13,6 +13,7 @@ import gc
 # they pile up, for garbage an import hardly makes: ~10 % of the import. Off until the handler is built.
 gc.disable()
 
+import asyncio
 import binascii
 import logging
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from mangum.handlers import APIGateway
 from service.app import app
 from service.rest_event import rest_event_problem
 from service.triton import get_client
+from service.triton.inline import inline_calls
 
 log = logging.getLogger("service.lambda")
 
@@ -70,7 +72,13 @@ class Gateway(Mangum):
             log.error("not an API Gateway REST event: %s (top-level keys: %s)", problem, keys)
             return error_answer(f"not an API Gateway REST API event: {problem}")
         try:
-            return super().__call__(event, context)
+            # Mangum runs the event on the thread's current loop: the process's one loop, set each time
+            # (asyncio.run, in a test process, leaves the thread with none).
+            asyncio.set_event_loop(_loop())
+            # One event at a time on a loop nobody else waits on: the Triton calls block inline, the
+            # cheaper way there (bench/bench.py measures both).
+            with inline_calls():
+                return super().__call__(event, context)
         except BadEvent as exc:
             log.warning("%s %s 400: %s", event["httpMethod"], event["path"], exc.message)
             return error_answer(exc.message)
@@ -79,6 +87,16 @@ class Gateway(Mangum):
             # of Mangum (its HTTP cycle turns failures into a 500).
             log.exception("API Gateway event Mangum could not read")
             return error_answer("the event is not a well-formed API Gateway REST API event")
+
+
+_LOOP: list[asyncio.AbstractEventLoop] = []
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """The loop every event runs on, made on the first."""
+    if not _LOOP or _LOOP[0].is_closed():
+        _LOOP[:] = [asyncio.new_event_loop()]
+    return _LOOP[0]
 
 
 def error_answer(message: str) -> dict[str, Any]:

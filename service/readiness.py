@@ -6,8 +6,8 @@ model); concurrent probes wait for the one in flight instead of asking again."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -39,35 +39,43 @@ class ReadinessCache:
 
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
-        self._lock = threading.Lock()
         self._latest: Readiness | None = None
         self._expires = 0.0
+        self._probing: asyncio.Task[Readiness] | None = None
 
-    def get(self, triton: TritonClient, model: str, deadline: Deadline) -> Readiness:
-        """The cached finding while it is fresh, else a new probe's."""
+    async def get(self, triton: TritonClient, model: str, deadline: Deadline) -> Readiness:
+        """The cached finding while it is fresh, else a new probe's (the one in flight, when there is)."""
         if self._latest is not None and time.monotonic() < self._expires:
             return self._latest
         try:
-            waited = self._lock.acquire(timeout=deadline.remaining())
+            remaining = deadline.remaining()
         except TritonTimeout as exc:
             return Readiness("timeout", error=exc.message)
-        if not waited:
+        probing = self._probing
+        # A probe belongs to the loop it runs on (a test process may run several loops, one at a time).
+        if probing is None or probing.get_loop() is not asyncio.get_running_loop():
+            probing = self._probing = asyncio.ensure_future(self._refresh(triton, model, deadline))
+        try:
+            # shield: a caller that stops waiting leaves the probe running for the others.
+            return await asyncio.wait_for(asyncio.shield(probing), remaining)
+        except TimeoutError:
             # The probe in flight took the whole deadline: the caller gets what it would have got.
             return Readiness(
                 "timeout", error=f"Triton did not answer within the {deadline.budget:.1f} s deadline"
             )
+
+    async def _refresh(self, triton: TritonClient, model: str, deadline: Deadline) -> Readiness:
         try:
-            if self._latest is None or time.monotonic() >= self._expires:
-                self._latest = _probe(triton, model, deadline)
-                self._expires = time.monotonic() + self._ttl
+            self._latest = await _probe(triton, model, deadline)
+            self._expires = time.monotonic() + self._ttl
             return self._latest
         finally:
-            self._lock.release()
+            self._probing = None
 
 
-def _probe(triton: TritonClient, model: str, deadline: Deadline) -> Readiness:
+async def _probe(triton: TritonClient, model: str, deadline: Deadline) -> Readiness:
     try:
-        if triton.model_ready(model, "", deadline):
+        if await triton.model_ready(model, "", deadline):
             return Readiness("ready", model_ready=True)
         return Readiness(
             "not ready", model_ready=False, error=f"Triton answers, but model {model!r} is not ready"

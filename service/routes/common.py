@@ -3,11 +3,6 @@ JSON response. (The data-plane dependency is ``routes.plane``: ``/health`` must 
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import cache, partial
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import orjson
@@ -26,8 +21,6 @@ T = TypeVar("T")
 # Time kept back from a Lambda's remaining time so the answer (even a 504) is written before it is killed.
 _LAMBDA_MARGIN_SECONDS = 0.5
 _MINIMUM_BUDGET_SECONDS = 0.05
-# Threads for blocking work under uvicorn (anyio's default, which Starlette's thread pool used).
-_OFF_LOOP_THREADS = 40
 
 # API Gateway checks the key; declaring it here lets Swagger's "Try it out" send it.
 api_key = APIKeyHeader(
@@ -100,30 +93,6 @@ async def _health_deadline(request: Request, settings: SettingsDep) -> Deadline:
 DeadlineDep = Annotated[Deadline, Depends(_deadline)]
 # The health probes' shorter deadline, so they answer soon even when Triton hangs.
 HealthDeadlineDep = Annotated[Deadline, Depends(_health_deadline)]
-
-
-async def off_loop(request: Request, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """``call`` (decoding, gRPC: blocking work) where it does not stall other requests.
-
-    Under uvicorn that is a worker thread, so one slow request never holds up the event loop. A Lambda
-    (Mangum puts its event in the scope) handles one event at a time, and Mangum runs each on a fresh
-    asyncio task whose worker threads anyio stops when it ends: there the hop would start a thread per
-    request to free a loop nobody else is waiting on, so the call runs inline."""
-    if "aws.event" in request.scope:
-        return call(*args, **kwargs)
-    # The loop's executor hop, not Starlette's run_in_threadpool: anyio's capacity limiter, cancel scope and
-    # worker bookkeeping cost ~0.1 ms a request here, for the same thread and the same bound on threads. The
-    # call runs in a copy of the request's context (its id, its observation), as anyio's does.
-    context = contextvars.copy_context()
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor(), partial(context.run, call, *args, **kwargs))
-
-
-@cache
-def _executor() -> ThreadPoolExecutor:
-    # Created on first use (never at import: a cold start answering /health starts no threads); as many
-    # threads as anyio's default limit, the bound Starlette's thread pool had.
-    return ThreadPoolExecutor(max_workers=_OFF_LOOP_THREADS, thread_name_prefix="off-loop")
 
 
 async def read_body(request: Request, settings: Settings) -> bytes:

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 
 from service.protocol.envelopes import HealthBody
 from service.readiness import ReadinessCache
-from service.routes.common import HealthDeadlineDep, SettingsDep, TritonDep, json_response, off_loop
+from service.routes.common import HealthDeadlineDep, SettingsDep, TritonDep, json_response
 
 router = APIRouter(tags=["health"])
 
@@ -30,10 +30,10 @@ async def health(
     request: Request, settings: SettingsDep, triton: TritonDep, deadline: HealthDeadlineDep
 ) -> Response:
     """200 when Triton answers and its default model is ready; 503 with the reason otherwise."""
-    # A coroutine that puts the probe off the loop itself: inline under Lambda, so a cold start neither
-    # starts a worker thread nor imports anyio's thread machinery for it; in the thread pool under uvicorn.
+    # A coroutine that awaits the probe: a cold start neither starts a worker thread nor imports anyio's
+    # thread machinery for it.
     cache: ReadinessCache = request.app.state.readiness
-    found = await off_loop(request, cache.get, triton, settings.default_model, deadline)
+    found = await cache.get(triton, settings.default_model, deadline)
     body = HealthBody(
         status="healthy" if found.healthy else "unhealthy",
         triton=found.triton,

@@ -16,12 +16,11 @@ if TYPE_CHECKING:
 
 
 def plane_of(request: Request) -> DataPlane:
-    """The data plane for ``request``: inline Triton calls under Lambda (Mangum puts its event in the
-    scope; one event at a time), off the event loop under uvicorn."""
+    """The data plane for ``request``, with the app's settings and the process's Triton client."""
     from service.dataplane import DataPlane
 
     settings: Settings = request.app.state.settings
-    return DataPlane(settings, get_client(settings), inline="aws.event" in request.scope)
+    return DataPlane(settings, get_client(settings))
 
 
 def inference(request: Request) -> tuple[DataPlane, Deadline]:

@@ -24,7 +24,6 @@ from service.routes.common import (
     TritonDep,
     api_key,
     json_response,
-    off_loop,
     read_body,
     schema_ref,
 )
@@ -74,9 +73,8 @@ def _model(request: Request) -> tuple[str, str]:
 
 
 # -- the server ------------------------------------------------------------------------------------------
-# Every route is a coroutine that puts its Triton call off the loop itself (``off_loop``): a plain function
-# would run in FastAPI's thread pool, which under Mangum starts a new thread for every invocation (~0.6 ms
-# and a thread per metadata or readiness probe); inline there, in the loop's executor under uvicorn.
+# Every route is a coroutine that awaits its Triton call: a plain function would run in FastAPI's thread
+# pool, which under Mangum starts a new thread for every invocation (~0.6 ms and a thread per probe).
 
 
 @router.get("", summary="Server metadata", responses=_answer("ServerMetadata"), dependencies=_KEY)
@@ -92,7 +90,7 @@ async def server_metadata(request: Request, deadline: DeadlineDep) -> Response:
 @router.get("/health/live", summary="Is Triton live", responses=_HEALTH_RESPONSES, dependencies=_KEY)
 async def server_live(request: Request, triton: TritonDep, deadline: HealthDeadlineDep) -> Response:
     """200 when Triton is live; 400 when it answers that it is not; 503/504 when it does not answer."""
-    if not await off_loop(request, triton.server_live, deadline):
+    if not await triton.server_live(deadline):
         raise NotReady("Triton is not live")
     return Response(status_code=200)
 
@@ -100,7 +98,7 @@ async def server_live(request: Request, triton: TritonDep, deadline: HealthDeadl
 @router.get("/health/ready", summary="Is Triton ready", responses=_HEALTH_RESPONSES, dependencies=_KEY)
 async def server_ready(request: Request, triton: TritonDep, deadline: HealthDeadlineDep) -> Response:
     """200 when Triton is ready; 400 when it answers that it is not; 503/504 when it does not answer."""
-    if not await off_loop(request, triton.server_ready, deadline):
+    if not await triton.server_ready(deadline):
         raise NotReady("Triton is not ready")
     return Response(status_code=200)
 

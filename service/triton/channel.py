@@ -1,8 +1,10 @@
 """The pooled gRPC channel to Triton and its life: options, TLS, re-opening past a max age, and closing a
-retired channel only once the calls still running on it are done."""
+retired channel only once the calls still running on it are done. A pool holds blocking channels (calls
+made inline, as a Lambda makes them) or asyncio channels (calls awaited on the event loop they belong to)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -37,7 +39,8 @@ def tls_credentials(ca_pem: str) -> grpc.ChannelCredentials:
 
 class Pooled:
     """One gRPC channel and its life: when it is due for replacement, the calls still running on it, and
-    whether Triton has answered on it (so a later UNAVAILABLE means its connection just broke)."""
+    whether Triton has answered on it (so a later UNAVAILABLE means its connection just broke). A blocking
+    channel, or an asyncio one bound to ``loop``, the loop it was opened on."""
 
     def __init__(
         self,
@@ -45,15 +48,25 @@ class Pooled:
         max_age: float,
         credentials: grpc.ChannelCredentials | None,
         options: Sequence[tuple[str, int | str]],
+        loop: asyncio.AbstractEventLoop | None,
     ) -> None:
-        self.channel = (
-            grpc.insecure_channel(url, options=options)
-            if credentials is None
-            else grpc.secure_channel(url, credentials, options=options)
-        )
+        self.loop = loop
+        self.channel: Any
+        if loop is None:
+            self.channel = (
+                grpc.insecure_channel(url, options=options)
+                if credentials is None
+                else grpc.secure_channel(url, credentials, options=options)
+            )
+        else:
+            self.channel = (
+                grpc.aio.insecure_channel(url, options=options)
+                if credentials is None
+                else grpc.aio.secure_channel(url, credentials, options=options)
+            )
         self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
         # ModelInfer for a request already on the wire (``infer_request.serialize_infer_request``).
-        self.infer_serialized: grpc.UnaryUnaryMultiCallable[bytes, Any] = self.channel.unary_unary(
+        self.infer_serialized: Any = self.channel.unary_unary(
             _MODEL_INFER, response_deserializer=service_pb2.ModelInferResponse.FromString
         )
         jitter = 1.0 - random.uniform(0.0, _MAX_AGE_JITTER)
@@ -62,10 +75,36 @@ class Pooled:
         self.answered = False
         self.retired = False
 
+    def close(self) -> None:
+        """Close the channel (calls still running on it fail). An asyncio channel closes on its own loop;
+        one whose loop is gone has nothing left to close."""
+        if self.loop is None:
+            self.channel.close()
+            return
+        if self.loop.is_closed():
+            return
+        closing = self.channel.close()
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            task = self.loop.create_task(closing)
+            _CLOSING.add(task)  # held until done: the loop keeps only a weak reference to a task
+            task.add_done_callback(_CLOSING.discard)
+        elif self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(closing, self.loop)
+        else:
+            self.loop.run_until_complete(closing)
+
+
+_CLOSING: set[asyncio.Task[None]] = set()
+
 
 class ChannelPool:
     """The current channel to one Triton (opened on first use, replaced past its max age or when retired)
-    and the retired ones still finishing calls."""
+    and the retired ones still finishing calls: blocking channels, or, when ``asynchronous``, asyncio
+    channels opened on the running loop (a channel of another loop is replaced)."""
 
     def __init__(
         self,
@@ -73,9 +112,12 @@ class ChannelPool:
         max_age: float,
         credentials: grpc.ChannelCredentials | None,
         server_name: str,
+        *,
+        asynchronous: bool = False,
     ) -> None:
         """``max_age`` (seconds, 0 = never); ``server_name`` is the name Triton's certificate must carry
         when it is not the host of ``url``."""
+        self.asynchronous = asynchronous
         self._url = url
         self._max_age = max_age
         self._credentials = credentials
@@ -93,7 +135,7 @@ class ChannelPool:
             pooled = [*self._retired, *([self._pooled] if self._pooled else [])]
             self._pooled, self._retired = None, set()
         for entry in pooled:
-            entry.channel.close()
+            entry.close()
 
     def connect(self) -> None:
         """Open the current channel and have gRPC connect it now, in its own threads, instead of on the
@@ -112,17 +154,20 @@ class ChannelPool:
     def acquire(self) -> Pooled:
         """The current channel, replaced once past its max age; the caller must :meth:`release` it."""
         idle: Pooled | None = None
+        loop = asyncio.get_running_loop() if self.asynchronous else None
         with self._lock:
             current = self._pooled
-            if current is not None and current.expires <= time.monotonic():
+            if current is not None and (current.expires <= time.monotonic() or current.loop is not loop):
                 idle = self._retire_locked(current)
                 current = None
             if current is None:
-                current = self._pooled = Pooled(self._url, self._max_age, self._credentials, self._options)
+                current = self._pooled = Pooled(
+                    self._url, self._max_age, self._credentials, self._options, loop
+                )
                 self.opened += 1
             current.in_flight += 1
         if idle is not None:
-            idle.channel.close()
+            idle.close()
         return current
 
     def release(self, pooled: Pooled) -> None:
@@ -133,14 +178,14 @@ class ChannelPool:
             if closing:
                 self._retired.discard(pooled)
         if closing:
-            pooled.channel.close()
+            pooled.close()
 
     def retire(self, pooled: Pooled) -> None:
         """Send new calls to a new channel; ``pooled`` closes once its running calls are done."""
         with self._lock:
             idle = self._retire_locked(pooled)
         if idle is not None:
-            idle.channel.close()
+            idle.close()
 
     def _retire_locked(self, pooled: Pooled) -> Pooled | None:
         # New calls go to a new channel; calls still running on this one finish there, and the last one

@@ -19,6 +19,8 @@ from service.triton.scrub import scrub
 # past the model's queue timeout. Overload, not an outage: an answer from a live Triton, so never retried,
 # and told apart from a broken connection (also UNAVAILABLE).
 _SHED_MESSAGES = ("exceeds maximum queue size", "request timeout expired")
+# What a Triton shutting down answers a call (it is alive, but serves nothing).
+_LEAVING_MESSAGES = ("server not ready", "server exiting")
 # gRPC's wording when the TLS handshake to Triton fails on its certificate.
 _TLS_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "Hostname Verification", "handshake failed")
 
@@ -67,6 +69,15 @@ def shed(error: grpc.RpcError) -> bool:
     """Whether Triton refused the request for overload (it answered: the channel is alive)."""
     details = (error.details() or "").lower()
     return error.code() == grpc.StatusCode.UNAVAILABLE and any(m in details for m in _SHED_MESSAGES)
+
+
+def leaving(error: grpc.RpcError) -> bool:
+    """Whether a Triton answered that it cannot serve now: shutting down ("Server not ready", "Server
+    exiting") or without the model ("unknown model")."""
+    details = (error.details() or "").lower()
+    if error.code() == grpc.StatusCode.NOT_FOUND:
+        return True
+    return error.code() == grpc.StatusCode.UNAVAILABLE and any(m in details for m in _LEAVING_MESSAGES)
 
 
 def not_served(model: tuple[str, str]) -> str:

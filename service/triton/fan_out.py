@@ -1,4 +1,5 @@
-"""Running several Triton calls of one request at once, on a small shared pool of threads."""
+"""Running several blocking Triton calls of one request at once (a Lambda's, made inline), on a small shared
+pool of threads. Awaited calls need none: they run as tasks on the event loop."""
 
 from __future__ import annotations
 

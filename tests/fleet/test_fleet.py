@@ -182,3 +182,43 @@ def test_fleet_a_call_cut_by_a_killed_triton_is_retried_unless_it_is_a_sequence(
         error = answers[0].json()["error"]
         assert without_request_id(error) == "Triton is unavailable; try again shortly", error
     assert settled(lambda: fleet.successes(other, "slow_model"), runs_on_the_other) == runs_on_the_other
+
+
+def test_one_gateway_process_holds_more_calls_open_than_it_has_threads(fleet_factory: FleetFactory):
+    # GIVEN one gateway process (uvicorn, whose executor has 40 threads) and a model whose batcher gathers
+    # whatever arrives within a second, so the batches Triton runs count the calls open at once
+    fleet = fleet_factory(tritons=1, gateways=1, models=["sleep_batched"])
+    warm = run_load(fleet.gateway_urls, rate=5, seconds=0.4, body=lambda i: sleep_body(i, "sleep_batched"))
+    assert failures(warm) == []
+
+    # WHEN 100 requests arrive within a fifth of a second
+    outcomes = run_load(
+        fleet.gateway_urls, rate=500, seconds=0.2, body=lambda i: sleep_body(i, "sleep_batched")
+    )
+
+    # THEN all are answered, and Triton ran a batch of more than 40 of them: the process had more calls
+    # open than a thread per call allows
+    assert failures(outcomes) == []
+    stats = fleet.statistics("t0", "sleep_batched")
+    largest = max(int(batch["batch_size"]) for batch in stats["batch_stats"])
+    assert largest > 40, stats["batch_stats"]
+
+
+def test_fleet_sigterm_of_a_pooled_triton_without_drain_loses_nothing(fleet_factory: FleetFactory):
+    # GIVEN steady load spread over two Tritons by two gateways whose channels stay put
+    fleet = fleet_factory(tritons=2, gateways=3, models=SLEEP)
+    served: dict[str, int] = {}
+
+    def stop_t1() -> None:
+        # WHEN t1 gets SIGTERM while pooled (no drain first): Triton 2.51 unloads its models at once and
+        # answers "unknown model" on its open connections, then closes them
+        served["t1"] = fleet.successes("t1", STEADY)
+        fleet.terminate("t1")
+
+    outcomes = run_load(fleet.gateway_urls, rate=30, seconds=7, body=steady, at=[(2.0, stop_t1)])
+
+    # THEN t1 had served its share, and no request failed: each one t1 turned away went once more, on a
+    # fresh connection, to t0
+    assert served["t1"] > 0
+    assert not fleet.tritons["t1"].is_running()
+    assert failures(outcomes) == []

@@ -35,6 +35,7 @@ EXPECTED_METADATA = {
     "sleep_model": (["1"], [("X", "INT32", [-1, 1])], [("Y", "INT32", [-1, 1])]),
     "sleep_cached": (["1"], [("X", "INT32", [-1, 1])], [("Y", "INT32", [-1, 1])]),
     "sleep_patient": (["1"], [("X", "INT32", [-1, 1])], [("Y", "INT32", [-1, 1])]),
+    "sleep_batched": (["1"], [("X", "INT32", [-1, 1])], [("Y", "INT32", [-1, 1])]),
     "text_gen": (
         ["1"],
         [("text_input", "BYTES", [1])]
