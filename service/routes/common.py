@@ -3,11 +3,13 @@ JSON response. (The data-plane dependency is ``routes.plane``: ``/health`` must 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import orjson
 from fastapi import Depends, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from starlette.requests import ClientDisconnect
 
@@ -135,3 +137,25 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
 
 # The API key for a route that declares its parameters in ``openapi_extra`` rather than as dependencies.
 SECURITY: dict[str, Any] = {"security": [{"APIKeyHeader": []}]}
+
+
+class RequestRoute(APIRoute):
+    """An :class:`APIRoute` (FastAPI's ``route_class`` extension point) whose endpoint, when it takes the
+    request alone, serves it directly: FastAPI has nothing to resolve or validate for it, and its request
+    handler would cost ~20-40 µs a request for nothing. Matching, OpenAPI and error handlers stay
+    FastAPI's."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        found = self.dependant
+        resolved = (
+            found.dependencies,
+            found.path_params,
+            found.query_params,
+            found.header_params,
+            found.cookie_params,
+            found.body_params,
+        )
+        if found.request_param_name and not any(resolved):
+            endpoint: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
+            return endpoint
+        return super().get_route_handler()

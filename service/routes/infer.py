@@ -17,6 +17,7 @@ from service.protocol.headers import IMAGE_TYPES
 from service.routes.common import (
     ERROR_RESPONSES,
     SECURITY,
+    RequestRoute,
     error_response,
     json_response,
     read_body,
@@ -27,7 +28,7 @@ from service.routes.plane import inference
 if TYPE_CHECKING:
     from service.protocol.request import ImageRequest, InferenceRequest, Limits
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], route_class=RequestRoute)
 
 # curl -d sends form encoding and fetch() text/plain unless told otherwise; both carry JSON here.
 _JSON_TYPES = frozenset({"", "application/json", "application/x-www-form-urlencoded", "text/plain"})

@@ -21,6 +21,7 @@ from service.routes.common import (
     SECURITY,
     DeadlineDep,
     HealthDeadlineDep,
+    RequestRoute,
     TritonDep,
     api_key,
     json_response,
@@ -47,7 +48,7 @@ SERVED_EXTENSIONS = frozenset(
     }
 )
 
-router = APIRouter(prefix="/v2", tags=["kserve-v2"])
+router = APIRouter(prefix="/v2", tags=["kserve-v2"], route_class=RequestRoute)
 # Every route but infer (which declares it in its OpenAPI, and reads its parameters itself) asks for the key.
 _KEY = [Depends(api_key)]
 
