@@ -5,14 +5,12 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import observability
 from service.access_log import AccessLogMiddleware
@@ -20,7 +18,7 @@ from service.errors import ClientClosedRequest, GatewayError, describe_validatio
 from service.readiness import ReadinessCache
 from service.request_context import current_request_id, with_request_id
 from service.root_path import RootPathMiddleware
-from service.routes import health
+from service.routes import docs, generate, health, infer, openai, v2
 from service.routes.common import json_response
 from service.settings import Settings, get_settings
 
@@ -61,10 +59,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.readiness = ReadinessCache(settings.health_cache_seconds)
-    app.state.inference_routes = False
-    app.include_router(health.router)
+    # The routes join the app's own list rather than being included routers, which FastAPI matches twice per
+    # request (the router, then the route); they already carry their router's prefix, tags and dependencies.
+    # The inference routes import the pipeline (numpy, Pillow, the codecs) inside, on first use: a cold
+    # start answering /health loads none of it.
+    for router in (health.router, infer.router, v2.router, generate.router, openai.router, docs.router):
+        app.router.routes.extend(router.routes)
     _install_error_handlers(app)
-    app.add_middleware(InferenceRoutes, gateway=app)
     # Outside the error handlers, so every answer is logged (envelopes included), with the path as the
     # caller sent it: the root-path middleware, added after it, runs first.
     app.add_middleware(AccessLogMiddleware)
@@ -113,63 +114,30 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected_error)
 
 
-class InferenceRoutes:
-    """Adds the inference routes (``/infer``, ``/v2``) and the docs to the app on its first request for
-    anything but ``/health``, and before the OpenAPI document is built.
-
-    A cold start then imports and builds only what ``/health`` needs: the inference modules pull in
-    numpy, Pillow and the codecs, and each route's request and response models compile pydantic schemas.
-    Under Lambda that is the import of a container that may only ever answer health checks; otherwise it is
-    paid once, by the first inference request."""
-
-    def __init__(self, app: ASGIApp, gateway: FastAPI) -> None:
-        self.app = app
-        self.gateway = gateway
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self.gateway.state.inference_routes:
-            path: str = scope["path"]
-            if path.removeprefix(scope.get("root_path", "")) != "/health":
-                include_inference_routes(self.gateway)
-        await self.app(scope, receive, send)
-
-
-_INCLUDE_LOCK = threading.Lock()
-
-
-def include_inference_routes(app: FastAPI) -> None:
-    """The inference and docs routers, included once (``InferenceRoutes`` calls it; so does the OpenAPI
-    document), in the order they always had after ``/health``."""
-    with _INCLUDE_LOCK:
-        if app.state.inference_routes:
-            return
-        from service.routes import docs, generate, infer, openai, v2
-
-        # The inference routes join the app's own list rather than being included routers: FastAPI matches
-        # an included router's routes twice per request (to pick the router, then the route), ~0.1 ms a
-        # request on these. Their APIRoutes already carry their router's prefix, tags and dependencies.
-        app.router.routes.extend([*infer.router.routes, *v2.router.routes])
-        app.include_router(generate.router)
-        app.include_router(openai.router)
-        app.include_router(docs.router)
-        app.state.inference_routes = True
-
-
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 
         from service.openapi import describe_service
-        from service.protocol.schemas import HealthBody, InferRequest, V2InferRequest
+        from service.protocol.metadata import ModelMetadata, ServerMetadata
+        from service.protocol.openai import ErrorEnvelope
+        from service.protocol.schemas import (
+            ErrorBody,
+            HealthBody,
+            ImageInferResponse,
+            InferRequest,
+            InferResponse,
+            V2InferRequest,
+        )
 
-        include_inference_routes(app)
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        # Bodies that routes decode themselves (for speed), and /health's answer (referenced, not a
-        # response model: see routes/health.py), which FastAPI would not list.
-        for model in (InferRequest, V2InferRequest, HealthBody):
+        # Bodies that routes decode themselves, and answers they reference rather than declare as response
+        # models (a response model compiles a validator at a cold start), which FastAPI would not list.
+        bodies = (InferRequest, V2InferRequest, ErrorBody, HealthBody, InferResponse, ImageInferResponse)
+        for model in (*bodies, ModelMetadata, ServerMetadata, ErrorEnvelope):
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(model_schema.pop("$defs", {}))
             components[model.__name__] = model_schema

@@ -186,8 +186,8 @@ def gateway_process(env: dict[str, str]) -> Iterator[GatewayProcess]:
         began = time.monotonic()
         while True:
             try:
-                # A generous timeout: the first request for anything but /health loads the inference routes
-                # (service.app.InferenceRoutes), and a retried probe would leave a second record behind.
+                # A generous timeout: a first request may load more of the app than /health needs, and a
+                # retried probe would leave a second record behind.
                 httpx.get(f"{gateway.url}/docs", timeout=20)
                 break
             except httpx.TransportError:

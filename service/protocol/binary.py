@@ -5,24 +5,21 @@ outputs a request makes (``binary_data``, ``binary_data_output``, ``classificati
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from service.protocol.checks import check_outputs
-from service.protocol.classification import check_classifiable
 from service.protocol.codecs import decode_input, from_raw_bytes, to_json_data, to_raw_bytes
-from service.protocol.json_numbers import JsonNumbers, mentions_data
-from service.protocol.metadata import ModelInfo
-from service.protocol.prescan import fast_read
+from service.protocol.headers import HEADER_LENGTH
+from service.protocol.request import Answer, OutputAsk
 from service.protocol.results import result_body, tensor_header
 from service.protocol.schemas import TensorIn, V2InferRequest
-from service.protocol.tensors import InferResult, OutputSpec, Tensor
+from service.protocol.tensors import InferResult, Tensor
 
-HEADER_LENGTH = "Inference-Header-Content-Length"
-BINARY_MEDIA_TYPE = "application/octet-stream"
+# How a JSON or base64 input becomes a tensor: its index, its description, the field naming it in errors.
+JsonInputDecoder = Callable[[int, TensorIn, str], Tensor]
 # Request parameters the HTTP protocol itself consumes; Triton's HTTP server does not pass them on either.
 _HTTP_ONLY_PARAMETERS = frozenset({"binary_data_output"})
 # Triton's integer parameters are int64: a larger value fails the protobuf assignment.
@@ -70,20 +67,20 @@ def decode_inputs(
     inputs: Sequence[TensorIn],
     binary: memoryview,
     field: str = "inputs",
-    numbers: Mapping[int, JsonNumbers] | None = None,
+    decode_json: JsonInputDecoder | None = None,
 ) -> list[Tensor]:
-    """Every input as numpy: JSON ``data`` (``numbers``: read as buffers by the fast path), ``b64``, or its
-    ``binary_data_size`` bytes of ``binary``, in order; the binary sizes must add up to exactly the bytes
-    after the header."""
-    numbers = numbers or {}
+    """Every input as numpy: JSON ``data`` or ``b64`` (by ``decode_json``, which may have them read
+    already), or its ``binary_data_size`` bytes of ``binary``, in order; the binary sizes must add up to
+    exactly the bytes after the header."""
     tensors: list[Tensor] = []
     offset = 0
     for index, tensor in enumerate(inputs):
         where = f"{field}[{index}]"
         size = binary_data_size(tensor.parameters, f"{where}.parameters")
         if size is None:
-            read = numbers.get(index)
-            tensors.append(decode_input(tensor, where, None if read is None else (read.flat, read.nesting)))
+            tensors.append(
+                decode_input(tensor, where) if decode_json is None else decode_json(index, tensor, where)
+            )
             continue
         end = offset + size
         if end > len(binary):
@@ -110,26 +107,19 @@ def binary_data_size(parameters: Mapping[str, Any] | None, field: str) -> int | 
     return _count(parameters["binary_data_size"], f"{field}.binary_data_size")
 
 
-def wanted_outputs(request: V2InferRequest, info: ModelInfo) -> tuple[list[OutputSpec], frozenset[str]]:
-    """The outputs to ask Triton for (all of the model's when none are named) and which of them the
-    answer carries as binary sections."""
+def answer_of(request: V2InferRequest) -> Answer:
+    """The outputs asked for (all of the model's when none are named) and which of them the answer carries
+    as binary sections (``binary_data``, or the request's ``binary_data_output``) or classifies."""
     all_binary = _flag(request.parameters, "binary_data_output", "parameters", default=False)
     if not request.outputs:
-        names = [output.name for output in info.metadata.outputs]
-        return [OutputSpec(name) for name in names], frozenset(names if all_binary else ())
-    check_outputs([output.name for output in request.outputs], info)
-    specs: list[OutputSpec] = []
-    binary: set[str] = set()
+        return Answer(None, "binary" if all_binary else "json")
+    asked: list[OutputAsk] = []
     for index, output in enumerate(request.outputs):
         where = f"outputs[{index}].parameters"
         classes = _count((output.parameters or {}).get("classification", 0), f"{where}.classification")
-        declared = info.output(output.name)  # never None: check_outputs refused unknown names
-        if classes and declared is not None:
-            check_classifiable(declared, f"{where}.classification")
-        specs.append(OutputSpec(output.name, classes))
-        if _flag(output.parameters, "binary_data", where, default=all_binary):
-            binary.add(output.name)
-    return specs, frozenset(binary)
+        binary = _flag(output.parameters, "binary_data", where, default=all_binary)
+        asked.append(OutputAsk(output.name, "binary" if binary else "json", classes))
+    return Answer(tuple(asked))
 
 
 def forwarded_parameters(request: V2InferRequest) -> dict[str, Any]:
@@ -137,9 +127,10 @@ def forwarded_parameters(request: V2InferRequest) -> dict[str, Any]:
     return {k: v for k, v in (request.parameters or {}).items() if k not in _HTTP_ONLY_PARAMETERS}
 
 
-def encode_response(result: InferResult, binary: frozenset[str]) -> tuple[bytes, int | None]:
-    """The v2 answer: JSON alone, or (when an output is in ``binary``) the JSON header followed by those
-    outputs' raw bytes; the second item is the header's length for ``Inference-Header-Content-Length``."""
+def encode_response(result: InferResult, answer: Answer) -> tuple[bytes, int | None]:
+    """The v2 answer: JSON alone, or (when ``answer`` asks for binary outputs) the JSON header followed by
+    those outputs' raw bytes; the second item is the header's length (``Inference-Header-Content-Length``)."""
+    binary = answer.named("binary", [tensor.name for tensor in result.outputs])
     outputs: list[dict[str, Any]] = []
     sections: list[bytes] = []
     for tensor in result.outputs:
@@ -171,57 +162,3 @@ def _flag(parameters: Mapping[str, Any] | None, key: str, field: str, *, default
     if not isinstance(value, bool):
         raise BadRequest(f"{field}.{key}: expected true or false, got {value!r}")
     return value
-
-
-def fast_v2_tensors(header: bytes, binary: memoryview, element_limit: int) -> V2Tensors | None:
-    """A valid v2 JSON header read by the SIMD fast path (numeric ``data`` as buffers); None for anything
-    else, which the precise path (``V2InferRequest`` from JSON, after ``prescan.guard`` for a big header)
-    then reads and judges."""
-    if not mentions_data(header):  # no JSON elements: the precise path's parse is the same, and faster
-        return None
-    found = fast_read(header, V2InferRequest, element_limit)
-    if found is None:
-        return None
-    request, parsed = found
-    return V2Tensors(request, binary, parsed.numbers)
-
-
-class V2Tensors:
-    """A v2 request (JSON header plus binary sections) as the data plane runs it. ``binary_outputs`` is
-    known once :meth:`outputs` has chosen the outputs; ``numbers`` are inputs' JSON data the fast path
-    read as buffers."""
-
-    def __init__(
-        self,
-        request: V2InferRequest,
-        binary: memoryview,
-        numbers: Mapping[int, JsonNumbers] | None = None,
-    ) -> None:
-        self.request = request
-        self._binary = binary
-        self._numbers = numbers or {}
-        self.binary_outputs: frozenset[str] = frozenset()
-
-    @property
-    def request_id(self) -> str:
-        """The caller's request id, echoed in the answer."""
-        return self.request.id or ""
-
-    @property
-    def parameters(self) -> dict[str, Any]:
-        """The request parameters Triton acts on."""
-        return forwarded_parameters(self.request)
-
-    @property
-    def declared_inputs(self) -> Sequence[TensorIn]:
-        """The inputs as the JSON header describes them, checked before they are decoded."""
-        return self.request.inputs
-
-    def decode(self) -> list[Tensor]:
-        """The inputs as numpy arrays, from JSON or from their binary sections."""
-        return decode_inputs(self.request.inputs, self._binary, numbers=self._numbers)
-
-    def outputs(self, info: ModelInfo) -> list[OutputSpec]:
-        """The outputs to ask Triton for; records which of them the answer carries as binary sections."""
-        specs, self.binary_outputs = wanted_outputs(self.request, info)
-        return specs

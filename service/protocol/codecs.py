@@ -64,7 +64,7 @@ def from_json_data(data: list[Any], datatype: str, shape: Sequence[int], field: 
 def from_json_numbers(
     flat: Array, nesting: Sequence[int], datatype: str, shape: Sequence[int], field: str
 ) -> Array:
-    """JSON numbers already read into one flat buffer (``protocol.json_numbers``: float64, or int64/uint64
+    """JSON numbers already read into one flat buffer (``json_tensors.simd``: float64, or int64/uint64
     for integer datatypes), with the shape of their nesting: the same checks, messages and result as
     :func:`from_json_data` on the same elements."""
     want = NUMPY_DTYPES[datatype]

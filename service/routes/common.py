@@ -3,36 +3,26 @@ JSON response. (The data-plane dependency is ``routes.plane``: ``/health`` must 
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import cache, partial
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import orjson
 from fastapi import Depends, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
-from service.errors import BadRequest, ClientClosedRequest, PayloadTooLarge, describe_validation_errors
-from service.protocol.envelopes import ErrorBody
+from service.errors import ClientClosedRequest, PayloadTooLarge
 from service.settings import API_GATEWAY_LIMIT_SECONDS, Settings
 from service.triton import Deadline, TritonClient, get_client
 
-M = TypeVar("M", bound=BaseModel)
 P = ParamSpec("P")
 T = TypeVar("T")
 
 # Time kept back from a Lambda's remaining time so the answer (even a 504) is written before it is killed.
 _LAMBDA_MARGIN_SECONDS = 0.5
 _MINIMUM_BUDGET_SECONDS = 0.05
-# Threads for blocking work under uvicorn (anyio's default, which Starlette's thread pool used).
-_OFF_LOOP_THREADS = 40
-# Bodies up to this size are parsed and decoded on the loop itself: a thread hop costs more than the work.
-_INLINE_BODY_BYTES = 64 * 1024
 
 # API Gateway checks the key; declaring it here lets Swagger's "Try it out" send it.
 api_key = APIKeyHeader(
@@ -40,16 +30,25 @@ api_key = APIKeyHeader(
 )
 ApiKey = Annotated[str | None, Depends(api_key)]
 
+
+def schema_ref(name: str) -> dict[str, str]:
+    """A reference to a schema the OpenAPI document lists among its components (``app._openapi``)."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def error_response(description: str) -> dict[str, Any]:
+    # The envelope's schema by reference, not as a model: a model makes FastAPI build a field for it at
+    # import, which imports pydantic.v1 (to refuse one) at a cold start. The OpenAPI document lists it.
+    return {"description": description, "content": {"application/json": {"schema": schema_ref("ErrorBody")}}}
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {
-        "model": ErrorBody,
-        "description": "The request does not fit the model; the message names the field",
-    },
-    404: {"model": ErrorBody, "description": "The model or version is not served here"},
-    413: {"model": ErrorBody, "description": "The body is over the size limit"},
-    502: {"model": ErrorBody, "description": "Triton failed to run the request"},
-    503: {"model": ErrorBody, "description": "Triton is unavailable or not ready"},
-    504: {"model": ErrorBody, "description": "Triton did not answer within the deadline"},
+    400: error_response("The request does not fit the model; the message names the field"),
+    404: error_response("The model or version is not served here"),
+    413: error_response("The body is over the size limit"),
+    502: error_response("Triton failed to run the request"),
+    503: error_response("Triton is unavailable or not ready"),
+    504: error_response("Triton did not answer within the deadline"),
 }
 
 
@@ -98,46 +97,6 @@ DeadlineDep = Annotated[Deadline, Depends(_deadline)]
 HealthDeadlineDep = Annotated[Deadline, Depends(_health_deadline)]
 
 
-async def off_loop(request: Request, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """``call`` (blocking work: decoding a big body, images) where it does not stall other requests.
-
-    Under uvicorn that is a worker thread, so one slow request never holds up the event loop. A Lambda
-    (Mangum puts its event in the scope) handles one event at a time, and Mangum runs each on a fresh
-    asyncio task whose worker threads anyio stops when it ends: there the hop would start a thread per
-    request to free a loop nobody else is waiting on, so the call runs inline."""
-    if "aws.event" in request.scope:
-        return call(*args, **kwargs)
-    # The loop's executor hop, not Starlette's run_in_threadpool: anyio's capacity limiter, cancel scope and
-    # worker bookkeeping cost ~0.1 ms a request here, for the same thread and the same bound on threads. The
-    # call runs in a copy of the request's context (its id, its observation), as anyio's does.
-    context = contextvars.copy_context()
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor(), partial(context.run, call, *args, **kwargs))
-
-
-class OffLoop:
-    """CPU work of one request run by :func:`off_loop` (the data plane's ``offload``)."""
-
-    def __init__(self, request: Request) -> None:
-        self._request = request
-
-    def __call__(self, work: Callable[[], T]) -> Awaitable[T]:
-        return off_loop(self._request, work)
-
-
-def cpu_offload(request: Request, body: bytes) -> OffLoop | None:
-    """Where a body's parsing and decoding run: off the loop when it is big (under uvicorn; a Lambda runs
-    everything inline), on it (None) when it is small."""
-    return OffLoop(request) if len(body) > _INLINE_BODY_BYTES else None
-
-
-@cache
-def _executor() -> ThreadPoolExecutor:
-    # Created on first use (never at import: a cold start answering /health starts no threads); as many
-    # threads as anyio's default limit, the bound Starlette's thread pool had.
-    return ThreadPoolExecutor(max_workers=_OFF_LOOP_THREADS, thread_name_prefix="off-loop")
-
-
 async def read_body(request: Request, settings: Settings) -> bytes:
     """The raw body, read once, refused as soon as it is over the configured size (a chunked body with no
     Content-Length included, so it is never held whole)."""
@@ -166,14 +125,6 @@ async def read_body(request: Request, settings: Settings) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def parse_json(model: type[M], body: bytes) -> M:
-    """The body decoded straight from bytes into ``model`` (no intermediate dict); 400 naming the field."""
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        raise BadRequest(describe_validation_errors(exc.errors(include_url=False))) from None
-
-
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     """JSON written by orjson, numpy arrays included, without a Python object per element."""
     return Response(
@@ -184,11 +135,27 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
     )
 
 
-def raw_json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI for a route that decodes its body itself: documents ``model`` as the JSON request body."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
-        }
-    }
+# The API key for a route that declares its parameters in ``openapi_extra`` rather than as dependencies.
+SECURITY: dict[str, Any] = {"security": [{"APIKeyHeader": []}]}
+
+
+class RequestRoute(APIRoute):
+    """An :class:`APIRoute` (FastAPI's ``route_class`` extension point) whose endpoint, when it takes the
+    request alone, serves it directly: FastAPI has nothing to resolve or validate for it, and its request
+    handler would cost ~20-40 µs a request for nothing. Matching, OpenAPI and error handlers stay
+    FastAPI's."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        found = self.dependant
+        resolved = (
+            found.dependencies,
+            found.path_params,
+            found.query_params,
+            found.header_params,
+            found.cookie_params,
+            found.body_params,
+        )
+        if found.request_param_name and not any(resolved):
+            endpoint: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
+            return endpoint
+        return super().get_route_handler()

@@ -25,8 +25,6 @@ _ASSETS = {
     "redoc.standalone.js": "text/javascript; charset=utf-8",
     "favicon.png": "image/png",
 }
-# The URL carries the package's version, so a browser may keep an asset for good: a new release is a new URL.
-_ASSETS_VERSION = metadata.version("fastapi-offline")
 _CACHE_FOREVER = "public, max-age=31536000, immutable"
 # ReDoc's footer shows Redocly's logo from their CDN: the browser is told not to fetch images from elsewhere,
 # so the page asks no other host for anything (blob: is Swagger UI's way to show an image answer).
@@ -35,9 +33,16 @@ _NO_FOREIGN_IMAGES = {"Content-Security-Policy": "img-src 'self' data: blob:"}
 _SWAGGER_UI = {"validatorUrl": None}
 
 
+@cache
+def _assets_version() -> str:
+    # The URL carries the package's version, so a browser may keep an asset for good: a new release is a new
+    # URL. Looked up on first use: reading the installed distributions costs a cold start milliseconds.
+    return metadata.version("fastapi-offline")
+
+
 def _asset_url(request: Request, name: str) -> str:
     # root_path is the API Gateway stage (or the custom domain's base path), set by RootPathMiddleware.
-    return f"{request.scope.get('root_path', '').rstrip('/')}/docs/assets/{_ASSETS_VERSION}/{name}"
+    return f"{request.scope.get('root_path', '').rstrip('/')}/docs/assets/{_assets_version()}/{name}"
 
 
 def _openapi_url(request: Request) -> str:
@@ -74,10 +79,12 @@ async def redoc(request: Request) -> HTMLResponse:
 
 
 @router.get("/docs/assets/{version}/{name}")
-async def asset(request: Request, version: str, name: str) -> Response:
+async def asset(request: Request) -> Response:
     """One Swagger UI/ReDoc file, gzip-compressed when the caller takes it, cached by the browser."""
+    # The path read here, not as typed parameters: those make FastAPI build fields at a cold start's import.
+    version, name = request.path_params["version"], request.path_params["name"]
     media_type = _ASSETS.get(name)
-    if media_type is None or version != _ASSETS_VERSION:
+    if media_type is None or version != _assets_version():
         raise HTTPException(404, f"no docs asset {version}/{name}")
     headers = {"Cache-Control": _CACHE_FOREVER, "Vary": "Accept-Encoding"}
     accepted = request.headers.get("accept-encoding", "").lower()

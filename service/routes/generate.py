@@ -4,32 +4,22 @@ does, here over gRPC (a decoupled model through ``ModelStreamInfer``, any other 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from service.dataplane import DataPlane, Model
 from service.errors import BadRequest
-from service.generation import Generation
-from service.protocol.generate import (
-    GenerateRequest,
-    decode_generate,
-    encode_generate,
-    parse_object,
-    sse_event,
-)
-from service.routes.common import (
-    ERROR_RESPONSES,
-    api_key,
-    json_response,
-    read_body,
-    request_deadline,
-)
+from service.routes.common import ERROR_RESPONSES, api_key, json_response, read_body, request_deadline
+from service.routes.plane import plane_of
 from service.routes.sse import error_message, event_stream
 from service.settings import Settings
-from service.triton import get_client
-from service.triton.stream import Generated, get_stream_client
+
+if TYPE_CHECKING:
+    from service.dataplane import Model
+    from service.generation import Generation
+    from service.protocol.generate import GenerateRequest
+    from service.triton.stream import Generated
 
 router = APIRouter(prefix="/v2", tags=["generate"], dependencies=[Depends(api_key)])
 
@@ -47,23 +37,32 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _decode(request: Request, model: str) -> tuple[Generation, Model, GenerateRequest]:
+async def _decode(request: Request) -> tuple[Generation, Model, GenerateRequest]:
+    # The pipeline is imported on first use: a cold start answering /health never loads it.
+    from service.generation import Generation
+    from service.protocol.generate import decode_generate, parse_object
+    from service.protocol.request import ModelRef
+    from service.triton.stream import get_stream_client
+
     settings: Settings = request.app.state.settings
-    version = str(request.path_params.get("version", ""))
-    plane = DataPlane(settings, get_client(settings))
-    resolved = await plane.model(model, version, request_deadline(request, settings))
+    # The path read here and declared in OpenAPI (below): a typed path parameter makes FastAPI build a field
+    # at import, which imports pydantic.v1 (to refuse one) at a cold start.
+    model, version = str(request.path_params["model"]), str(request.path_params.get("version", ""))
+    resolved = await plane_of(request).model(ModelRef(model, version), request_deadline(request, settings))
     body = await read_body(request, settings)
     generate = decode_generate(parse_object(body), resolved.info)
     return Generation(settings, get_stream_client(settings)), resolved, generate
 
 
 def _encode(response: Generated) -> dict[str, Any]:
+    from service.protocol.generate import encode_generate
+
     return encode_generate(response.model_name, response.model_version, response.outputs)
 
 
-async def generate(request: Request, model: str) -> Response:
+async def generate(request: Request) -> Response:
     """The model's one response as a JSON object: each output by name (one element as a scalar)."""
-    generation, resolved, body = await _decode(request, model)
+    generation, resolved, body = await _decode(request)
     answers = [_encode(response) async for response in generation.responses(resolved, body)]
     if len(answers) != 1:
         # Triton's own words for a model that answered with a stream.
@@ -74,10 +73,12 @@ async def generate(request: Request, model: str) -> Response:
     return json_response(answers[0])
 
 
-async def generate_stream(request: Request, model: str) -> Response:
+async def generate_stream(request: Request) -> Response:
     """One server-sent event (``data: {...}``) per response of the model, as it is produced; an error
     after the first is an event ``data: {"error": "..."}``."""
-    generation, resolved, body = await _decode(request, model)
+    from service.protocol.generate import sse_event
+
+    generation, resolved, body = await _decode(request)
     return await event_stream(
         generation.responses(resolved, body),
         lambda response: sse_event(_encode(response)),
@@ -85,29 +86,31 @@ async def generate_stream(request: Request, model: str) -> Response:
     )
 
 
-async def _versioned(version: Annotated[str, Path(description="model version, e.g. 1")]) -> None:
-    """Declares the path's ``{version}`` for OpenAPI."""
-
-
-for _prefix, _dependencies in (
-    ("/models/{model}", []),
-    ("/models/{model}/versions/{version}", [Depends(_versioned)]),
+_MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+_VERSION = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "model version, e.g. 1",
+}
+for _prefix, _parameters in (
+    ("/models/{model}", [_MODEL]),
+    ("/models/{model}/versions/{version}", [_MODEL, _VERSION]),
 ):
     router.add_api_route(
         f"{_prefix}/generate",
         generate,
         methods=["POST"],
-        dependencies=_dependencies,
         summary="Generate (one response)",
         responses=ERROR_RESPONSES,
-        openapi_extra=_BODY,
+        openapi_extra={**_BODY, "parameters": _parameters},
     )
     router.add_api_route(
         f"{_prefix}/generate_stream",
         generate_stream,
         methods=["POST"],
-        dependencies=_dependencies,
         summary="Generate, streamed as server-sent events",
         responses=_STREAM_RESPONSES,
-        openapi_extra=_BODY,
+        openapi_extra={**_BODY, "parameters": _parameters},
     )

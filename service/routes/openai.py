@@ -6,22 +6,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from service.chat_template import render
-from service.dataplane import DataPlane
 from service.errors import GatewayError, ModelNotFound
-from service.generation import Generation
-from service.protocol.generate import decode_generate, encode_generate
 from service.protocol.openai import (
     DONE,
     ChatRequest,
     CompletionRequest,
-    ErrorEnvelope,
     InvalidParam,
     Sampling,
     Tally,
@@ -34,11 +29,13 @@ from service.protocol.openai import (
     new_id,
     parse_request,
 )
-from service.routes.common import api_key, json_response, read_body, request_deadline
+from service.routes.common import api_key, json_response, read_body, request_deadline, schema_ref
+from service.routes.plane import plane_of
 from service.routes.sse import error_message, event_stream
 from service.settings import Settings
-from service.triton import get_client
-from service.triton.stream import Generated, get_stream_client
+
+if TYPE_CHECKING:
+    from service.triton.stream import Generated
 
 _STATUSES = {
     400: "A parameter OpenAI's API would refuse (``param`` names it)",
@@ -49,7 +46,9 @@ _STATUSES = {
     504: "Triton, or the model, did not answer in time",
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorEnvelope, "description": text} for status, text in _STATUSES.items()
+    # By reference, not as a model (which would import pydantic.v1 at a cold start); app.py lists it.
+    status: {"description": text, "content": {"application/json": {"schema": schema_ref("ErrorEnvelope")}}}
+    for status, text in _STATUSES.items()
 }
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(api_key)], responses=_ERRORS)
 
@@ -80,6 +79,8 @@ async def list_models(request: Request) -> Response:
     """Every model Triton has ready that the allow-list lets through."""
 
     async def serve() -> Response:
+        from service.triton.stream import get_stream_client
+
         settings: Settings = request.app.state.settings
         names = await get_stream_client(settings).ready_models(settings.triton_timeout_seconds)
         return json_response(model_list([n for n in names if settings.model_allowed(n)], _OWNER))
@@ -87,15 +88,24 @@ async def list_models(request: Request) -> Response:
     return await _answer(serve)
 
 
-@router.get("/models/{model}", summary="One model (OpenAI)")
-async def get_model(request: Request, model: str) -> Response:
+@router.get(
+    "/models/{model}",
+    summary="One model (OpenAI)",
+    openapi_extra={
+        "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}]
+    },
+)
+async def get_model(request: Request) -> Response:
     """The model, if it is served here (404 in OpenAI's shape otherwise)."""
+    # The path read here: a typed path parameter makes FastAPI build a field at import (pydantic.v1).
+    model = str(request.path_params["model"])
 
     async def serve() -> Response:
+        from service.protocol.request import ModelRef
+
         settings: Settings = request.app.state.settings
-        plane = DataPlane(settings, get_client(settings))
         try:
-            await plane.model(model, "", request_deadline(request, settings))
+            await plane_of(request).model(ModelRef(model), request_deadline(request, settings))
         except ModelNotFound:
             raise UnknownModel(model) from None
         return json_response({"id": model, "object": "model", "created": 0, "owned_by": _OWNER})
@@ -116,12 +126,18 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def _complete(request: Request, *, chat: bool) -> Response:
+    # The pipeline (and Jinja, for chat templates) is imported on first use, never at a cold start.
+    from service.chat_template import render
+    from service.generation import Generation
+    from service.protocol.generate import decode_generate, encode_generate
+    from service.protocol.request import ModelRef
+    from service.triton.stream import get_stream_client
+
     settings: Settings = request.app.state.settings
     body = await read_body(request, settings)
     parsed = parse_request(ChatRequest if chat else CompletionRequest, body)
-    plane = DataPlane(settings, get_client(settings))
     try:
-        model = await plane.model(parsed.model, "", request_deadline(request, settings))
+        model = await plane_of(request).model(ModelRef(parsed.model), request_deadline(request, settings))
     except ModelNotFound:
         raise UnknownModel(parsed.model) from None
     sampling = _sampling(parsed, settings, chat)

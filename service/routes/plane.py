@@ -1,46 +1,28 @@
-"""The data-plane dependency of the model routes (``/infer``, ``/v2``), apart from ``routes.common`` so that
-``/health`` does not import the inference pipeline (numpy, Pillow, the codecs) at a cold start."""
+"""The data plane and deadline of a model route's request, built from the app's settings; the pipeline is
+imported on first use, so ``/health`` at a cold start never loads it (numpy, Pillow, the codecs)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-from fastapi import Depends, Request
+from fastapi import Request
 
-from service.dataplane import DataPlane
-from service.routes.common import SettingsDep, TritonDep, request_deadline
+from service.routes.common import request_deadline
 from service.settings import Settings
 from service.triton import Deadline, get_client
 
-
-async def _plane(settings: SettingsDep, triton: TritonDep) -> DataPlane:
-    return DataPlane(settings, triton)
-
-
-# The inference pipeline and model lookup every model route goes through.
-PlaneDep = Annotated[DataPlane, Depends(_plane)]
+if TYPE_CHECKING:
+    from service.dataplane import DataPlane
 
 
-@dataclass(frozen=True, slots=True)
-class Inference:
-    """What an inference route runs with: the data plane and the request's deadline."""
+def plane_of(request: Request) -> DataPlane:
+    """The data plane for ``request``, with the app's settings and the process's Triton client."""
+    from service.dataplane import DataPlane
 
-    plane: DataPlane
-    deadline: Deadline
-
-
-def request_inference(request: Request) -> Inference:
-    """The data plane and deadline of an inference request (the lean handlers call it directly)."""
     settings: Settings = request.app.state.settings
-    return Inference(DataPlane(settings, get_client(settings)), request_deadline(request, settings))
+    return DataPlane(settings, get_client(settings))
 
 
-async def _inference(request: Request) -> Inference:
-    # One dependency, not four (settings, client, plane, deadline): FastAPI's resolution costs ~40 us a
-    # node per request, and the inference routes are the hot path.
-    return request_inference(request)
-
-
-# The data plane and deadline of POST /infer and POST /v2/.../infer.
-InferenceDep = Annotated[Inference, Depends(_inference)]
+def inference(request: Request) -> tuple[DataPlane, Deadline]:
+    """The data plane and the deadline of an inference request."""
+    return plane_of(request), request_deadline(request, request.app.state.settings)

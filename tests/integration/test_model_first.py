@@ -171,3 +171,45 @@ def test_the_body_keys_pick_the_schema_the_error_names(client: httpx.Client, bod
 
 def test_a_body_that_is_not_json_is_400(client: httpx.Client):
     assert error_of(client.post("/infer", content=b"{nope"), 400).startswith("Invalid JSON")
+
+
+# -- versions: the model first, whatever the version says ----------------------------------------------
+
+MALFORMED_VERSIONS = ["$0", "01", "1abc", "-1", "x" * 50]
+
+
+@pytest.mark.parametrize(("model", "which"), [*UNKNOWN, ("$0", "client")])
+@pytest.mark.parametrize("version", MALFORMED_VERSIONS)
+@pytest.mark.parametrize(
+    ("method", "route"),
+    [("GET", ""), ("GET", "/ready"), ("GET", "/config"), ("GET", "/stats"), ("POST", "/infer")],
+)
+def test_every_v2_route_is_404_for_an_unknown_model_at_a_malformed_version(
+    request, model, which, version, method, route
+):
+    # GIVEN a model the gateway does not serve, and a version that is no version number
+    body = {"json": {"inputs": [TENSOR]}} if method == "POST" else {}
+    response = served(request, which).request(method, f"/v2/models/{model}/versions/{version}{route}", **body)
+    # THEN the model is what is wrong: 404, as for any version of it
+    assert "is not served here" in error_of(response, 404)
+
+
+@pytest.mark.parametrize(("model", "which"), UNKNOWN)
+@pytest.mark.parametrize("version", MALFORMED_VERSIONS)
+def test_infer_json_is_404_for_an_unknown_model_at_a_malformed_version(request, model, which, version):
+    response = served(request, which).post(
+        "/infer", json={"model": model, "version": version, "inputs": [TENSOR]}
+    )
+    assert error_of(response, 404) == f"model {model!r} is not served here"
+
+
+@pytest.mark.parametrize(
+    ("method", "route"),
+    [("GET", ""), ("GET", "/ready"), ("GET", "/config"), ("GET", "/stats"), ("POST", "/infer")],
+)
+def test_a_known_model_at_a_malformed_version_is_400_naming_the_version(client, method, route):
+    body = {"json": {"inputs": [TENSOR]}} if method == "POST" else {}
+    response = client.request(method, f"/v2/models/densenet_onnx/versions/01{route}", **body)
+    assert (
+        error_of(response, 400) == "version: '01' is not a version number (digits, no leading zero, e.g. 1)"
+    )

@@ -3,6 +3,7 @@ pointed at Triton's own HTTP endpoint; and every v2 error path, each answered ``
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from collections.abc import Iterator
@@ -436,3 +437,19 @@ def test_health_routes_answer_503_when_triton_is_down(triton_factory):
         with httpx.Client(base_url=url, timeout=30) as http:
             error_of(http.get("/v2/health/live"), 503)
         client.close()
+
+
+def test_b64_inputs_on_v2_answer_as_json_data_does(client: httpx.Client):
+    # GIVEN one tensor as v2 JSON data, and as base64 raw bytes (the gateway's extension of v2)
+    x = np.random.default_rng(11).random((3, 224, 224), dtype=np.float32)
+    tensor = {"name": "data_0", "datatype": "FP32", "shape": [3, 224, 224]}
+    as_data = client.post(
+        "/v2/models/densenet_onnx/infer", json={"inputs": [{**tensor, "data": x.ravel().tolist()}]}
+    )
+    b64 = base64.b64encode(x.tobytes()).decode()
+    as_b64 = client.post("/v2/models/densenet_onnx/infer", json={"inputs": [{**tensor, "b64": b64}]})
+    # THEN both run, with the same answer
+    assert as_data.status_code == as_b64.status_code == 200, as_b64.text
+    np.testing.assert_allclose(
+        as_b64.json()["outputs"][0]["data"], as_data.json()["outputs"][0]["data"], rtol=1e-6
+    )

@@ -12,14 +12,15 @@ import tritonclient.http as httpclient
 
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from service.protocol.binary import (
+    answer_of,
     decode_inputs,
     encode_response,
     forwarded_parameters,
     inflate,
     split_body,
-    wanted_outputs,
 )
 from service.protocol.metadata import ModelInfo, ModelMetadata, TensorMetadata
+from service.protocol.request import Answer, OutputAsk
 from service.protocol.schemas import V2InferRequest
 from service.protocol.tensors import InferResult, OutputSpec, Tensor
 
@@ -181,6 +182,17 @@ def test_a_zip_bomb_stops_at_the_limit():
 # -- outputs ---------------------------------------------------------------------------------------------
 
 
+def wanted_outputs(request: V2InferRequest, info: ModelInfo) -> tuple[list[OutputSpec], frozenset[str]]:
+    """The outputs a request asks Triton for, and which of them its answer carries as binary sections."""
+    answer = answer_of(request)
+    specs = answer.specs(info)
+    return specs, answer.named("binary", [spec.name for spec in specs])
+
+
+def binary_answer(names: frozenset[str]) -> Answer:
+    return Answer(tuple(OutputAsk(n, "binary" if n in names else "json") for n in ("Y", "Z")))
+
+
 def test_tritonclient_requested_outputs_are_binary_by_default_and_carry_class_count():
     body, _ = client_body(
         [fp32_input(np.ones((1, 3), np.float32), binary=False)],
@@ -257,7 +269,7 @@ RESULT = InferResult(
 
 @pytest.mark.parametrize("binary", [frozenset(), frozenset({"Y"}), frozenset({"Z"}), frozenset({"Y", "Z"})])
 def test_tritonclient_reads_our_response(binary):
-    body, header_length = encode_response(RESULT, binary)
+    body, header_length = encode_response(RESULT, binary_answer(binary))
     assert (header_length is None) == (not binary)
     result = httpclient.InferenceServerClient.parse_response_body(body, header_length=header_length)
     assert result.get_response()["id"] == "req-7"
@@ -270,7 +282,7 @@ def test_tritonclient_reads_our_response(binary):
 
 
 def test_binary_sections_follow_the_header_in_output_order():
-    body, header_length = encode_response(RESULT, frozenset({"Y", "Z"}))
+    body, header_length = encode_response(RESULT, binary_answer(frozenset({"Y", "Z"})))
     header = json.loads(body[:header_length])
     assert [o["parameters"]["binary_data_size"] for o in header["outputs"]] == [24, 4 + 3 + 4 + 0 + 4 + 5]
     assert body[header_length : header_length + 24] == RESULT.outputs[0].array.tobytes()

@@ -1,4 +1,5 @@
-"""A JSON tensor body checked against the model before it is materialised.
+"""The reader's memory bound: a JSON tensor body checked against its limits and the model before it is
+materialised.
 
 pydantic parses a whole body into a value tree before validating it: a 16 MB body of ``0,0,0,...`` costs
 ~200 MB before its first error, ~77 bytes per element. This module reads only the outline of the body with
@@ -9,19 +10,17 @@ skips, at C speed, and gives exact spans.)"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, get_args
+from typing import Any, get_args
 
 import msgspec
 import numpy as np
-from pydantic import ValidationError
 
 from service.errors import BadRequest, PayloadTooLarge
 from service.protocol.checks import check_inputs
-from service.protocol.json_numbers import JsonNumbers, NumericBody, ValueBound, parse_numeric_body
+from service.protocol.json_tensors.simd import ValueBound
 from service.protocol.metadata import ModelInfo
-from service.protocol.schemas import Datatype, TensorIn, V2InferRequest
+from service.protocol.schemas import Datatype
 from service.protocol.tensors import element_count
 
 # Values a body may hold outside its inputs' data (shapes, parameters, outputs, keys' values): thousands in
@@ -36,8 +35,6 @@ _QUOTE, _COMMA = ord('"'), ord(",")
 _COMMA_BYTE = np.uint8(_COMMA)
 _SLICE = 1 << 20
 _NOTHING = msgspec.Raw(b"")
-# A tensor request schema: the v2 body, or /infer's (which adds the model and version).
-R = TypeVar("R", bound=V2InferRequest)
 
 
 class _Tensor(msgspec.Struct):
@@ -131,7 +128,7 @@ def fast_read_bound(body: bytes, element_limit: int) -> ValueBound | None:
     bound the values from above; counted at memory speed (numpy for the commas, memchr hops for the few
     brackets and braces), that bound keeps simdjson's tape as small as the guard would. The fast path then
     turns no more than :data:`MAX_STRUCTURE_VALUES` values outside the numeric data into Python objects,
-    and :func:`fast_read` sends what the guard would refuse back to it, for its words."""
+    and the reader sends what the guard would refuse back to it, for its words."""
     if len(body) <= PRESCAN_BYTES:
         return ValueBound(len(body), len(body))  # no JSON value takes less than a byte
     most = element_limit + MAX_STRUCTURE_VALUES
@@ -142,37 +139,6 @@ def fast_read_bound(body: bytes, element_limit: int) -> ValueBound | None:
             values += 1
             at = body.find(opening, at + 1)
     return ValueBound(values, MAX_STRUCTURE_VALUES) if values <= most else None
-
-
-def fast_read(body: bytes, schema: type[R], element_limit: int) -> tuple[R, NumericBody] | None:
-    """The body read once by the SIMD fast path (``protocol.json_numbers``) and validated as ``schema``,
-    within :func:`fast_read_bound`'s bound; None for a body it would not read exactly as the guard and the
-    precise path would, which they then read and judge."""
-    bound = fast_read_bound(body, element_limit)
-    parsed = None if bound is None else parse_numeric_body(body, bound)
-    if parsed is None:
-        return None
-    try:
-        request = schema.model_validate(parsed.fields)
-    except ValidationError:
-        return None
-    if not _fits(body, request.inputs, parsed.numbers, element_limit):
-        return None
-    return request, parsed
-
-
-def _fits(
-    body: bytes, inputs: Sequence[TensorIn], numbers: Mapping[int, JsonNumbers], element_limit: int
-) -> bool:
-    """Whether the fast path's reading of a big body is one :func:`guard` lets through unchanged: its
-    numeric data within ``element_limit`` and each as long as its shape. Otherwise the guard answers, in the
-    words it gives every big body."""
-    if len(body) <= PRESCAN_BYTES:
-        return True
-    counts = {index: int(found.flat.size) for index, found in numbers.items()}
-    return sum(counts.values()) <= element_limit and all(
-        count == element_count(inputs[index].shape) for index, count in counts.items()
-    )
 
 
 def check_against_model(found: BodyOutline | None, info: ModelInfo) -> None:

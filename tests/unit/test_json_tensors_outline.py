@@ -1,4 +1,5 @@
-"""The outline of a JSON tensor body, counted without parsing, against counts from json.loads."""
+"""The JSON tensor reader's memory bound: the outline of a body, counted without parsing (against counts from
+json.loads), and big bodies the reader never materialises."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import tracemalloc
 import pytest
 
 from service.errors import BadRequest, PayloadTooLarge
-from service.protocol.infer_body import fast_tensor_request
-from service.protocol.metadata import ModelInfo, ModelMetadata, TensorMetadata
-from service.protocol.prescan import (
+from service.protocol.json_tensors import read_json_tensors
+from service.protocol.json_tensors.outline import (
     MAX_STRUCTURE_VALUES,
     PRESCAN_BYTES,
     check_against_model,
@@ -19,6 +19,8 @@ from service.protocol.prescan import (
     fast_read_bound,
     guard,
 )
+from service.protocol.metadata import ModelInfo, ModelMetadata, TensorMetadata
+from service.protocol.schemas import TensorInferRequest
 
 INFO = ModelInfo(
     metadata=ModelMetadata(
@@ -149,8 +151,8 @@ def test_a_big_body_that_fits_is_read_once_by_the_fast_path():
     data = [[[0.123456789] * 224] * 224] * 3
     raw = body([3, 224, 224], data)
     assert len(raw) > PRESCAN_BYTES
-    found = fast_tensor_request(raw, LIMIT)
-    assert found is not None and found[1].numbers[0].flat.size == 150_528
+    found = read_json_tensors(raw, TensorInferRequest, LIMIT).fast
+    assert found is not None and found.numbers[0].flat.size == 150_528
 
 
 @pytest.mark.parametrize(
@@ -163,10 +165,12 @@ def test_a_big_body_that_fits_is_read_once_by_the_fast_path():
     ],
     ids=["count", "limit"],
 )
-def test_a_big_body_the_guard_refuses_is_handed_back_to_it(raw):
-    assert fast_tensor_request(raw, LIMIT) is None
-    with pytest.raises((BadRequest, PayloadTooLarge)):
+def test_a_big_body_the_guard_refuses_is_refused_in_its_words(raw):
+    with pytest.raises((BadRequest, PayloadTooLarge)) as read:
+        read_json_tensors(raw, TensorInferRequest, LIMIT)
+    with pytest.raises((BadRequest, PayloadTooLarge)) as guarded:
         guard(raw, LIMIT)
+    assert read.value.message == guarded.value.message
 
 
 def test_values_outside_the_data_are_not_made_python_objects_by_the_fast_path():
@@ -176,12 +180,27 @@ def test_values_outside_the_data_are_not_made_python_objects_by_the_fast_path():
     raw = head + junk + b"}}"
     tracemalloc.start()
     try:
-        found = fast_tensor_request(raw, LIMIT)
+        with pytest.raises(BadRequest, match=r"^body: 6000\d\d JSON values outside the inputs' data"):
+            read_json_tensors(raw, TensorInferRequest, LIMIT)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # THEN the fast path hands it back without building the junk (600,000 floats in a list: ~19 MB)
-    assert found is None
-    assert peak < 4 << 20, f"{peak} bytes traced"
-    with pytest.raises(BadRequest, match=r"^body: 6000\d\d JSON values outside the inputs' data"):
-        guard(raw, LIMIT)
+    # THEN the reader refuses it without building the junk (600,000 floats in a list: ~19 MB): what it holds
+    # is the outline's byte masks, a few bytes per byte of the body
+    assert peak < 4 * len(raw), f"{peak} bytes traced for a body of {len(raw)}"
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "precise"])
+def test_a_16_mb_bomb_is_refused_within_a_few_megabytes(fast):
+    # GIVEN a 16 MB body of zeros for a model that takes 150,528 elements
+    head = b'{"inputs":[{"name":"data_0","datatype":"FP32","shape":[3,224,224],"data":['
+    bomb = head + b"0," * (8 << 20) + b"0]}]}"
+    tracemalloc.start()
+    try:
+        with pytest.raises((BadRequest, PayloadTooLarge)):
+            read_json_tensors(bomb, TensorInferRequest, LIMIT, fast=fast).tensors(INFO)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # THEN the reader holds a few bytes per byte of the body, not pydantic's ~77 per element
+    assert peak < 4 * len(bomb), f"{peak} bytes traced for a body of {len(bomb)}"

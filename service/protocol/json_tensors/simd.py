@@ -56,7 +56,7 @@ class NumericBody:
 
 @dataclass(frozen=True, slots=True)
 class ValueBound:
-    """What a big body may hold for the fast path to read it (``protocol.prescan`` counts it): ``values``
+    """What a big body may hold for the fast path to read it (``json_tensors.outline`` counts it): ``values``
     bounds its JSON values from above, and at most ``outside`` of them may lie outside the numeric data,
     which is all the fast path turns into Python objects."""
 

@@ -1,38 +1,35 @@
-"""An ``/infer`` body of base64 tensors read without a JSON parser walking the base64.
+"""The reader's base64 fast path: a body of base64 tensors read without a JSON parser walking the base64.
 
 A JSON parser reads a string byte by byte to find its end and undo its escapes: ~0.2 ms for densenet's
 800 kB of base64 (pydantic's parser, msgspec's and orjson's alike), which has no escapes to undo. When no
 byte of the body is a backslash, every quote is a string's boundary, so the strings are found by
 ``bytes.find`` (memchr); each long string that is the value of a ``"b64"`` key is cut out, the rest of the
-body (a few hundred bytes, with a placeholder in each cut string's place) is validated by the usual
-pydantic model, and each cut string is base64-decoded straight from the body.
+body (a few hundred bytes, with a placeholder in each cut string's place) is validated by the request's
+own schema, and each cut string is base64-decoded straight from the body.
 
-This path only answers a body it reads exactly as the precise path would, and only ever hands a body back
-(None) otherwise: a backslash, many strings, a placeholder that did not end up as an input's ``b64`` (a
-``"b64"`` key inside ``parameters``, a duplicate key), invalid base64, or a body the model refuses. The
-precise path then reads it and explains what is wrong, in its own words."""
+It only answers a body it reads exactly as the precise path would, and hands anything else back (None): a
+backslash, many strings, a placeholder that did not end up as an input's ``b64`` (a ``"b64"`` key inside
+``parameters``, a duplicate key), invalid base64. The precise path then reads it and explains what is
+wrong, in its own words."""
 
 from __future__ import annotations
 
 import binascii
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pybase64
 from pydantic import ValidationError
 
-from service.protocol.codecs import decode_input, from_raw_bytes
-from service.protocol.infer_body import InferBodyKeys, JsonTensors
-from service.protocol.json_numbers import mentions, mentions_data
-from service.protocol.schemas import TensorInferRequest
-from service.protocol.tensors import Tensor
+from service.protocol.schemas import V2InferRequest
+
+R = TypeVar("R", bound=V2InferRequest)
 
 # Strings shorter than this are left to the parser: cutting them would save nothing.
 _LONG_STRING = 4096
 # More strings than this and the hop from quote to quote (a Python loop) could cost more than it saves.
 _MAX_STRINGS = 256
 # What is left once the long strings are cut: at most this is parsed here, so it holds fewer values than the
-# outline check (``prescan.guard``) allows outside tensor data, and its parse never costs more than ~5 MB.
+# outline check (``outline.guard``) allows outside tensor data, and its parse never costs more than ~5 MB.
 # A bigger rest goes to the precise path, guard first.
 _MAX_REST_BYTES = 65536
 # A cut string's stand-in begins with "\u0000", which no string of a body without backslashes or NUL bytes
@@ -40,11 +37,9 @@ _MAX_REST_BYTES = 65536
 _MARK = "\x00"
 
 
-def fast_b64_request(body: bytes) -> tuple[InferBodyKeys, B64Tensors] | None:
-    """A valid tensor body with long base64 inputs, read as described above, with its keys; None for any
-    other body, which :func:`service.protocol.infer_body.fast_tensor_request` and the precise path read."""
-    if not mentions(body, b"inputs") or mentions_data(body):
-        return None  # not tensors (an image body), or JSON numbers: other paths read those
+def read_b64(body: bytes, schema: type[R]) -> tuple[R, dict[int, bytes]] | None:
+    """The body validated as ``schema`` with its long base64 inputs decoded (by input index); None for any
+    body this path would not read exactly as the precise path does."""
     cut = _cut_b64_strings(body)
     if cut is None:
         return None
@@ -52,7 +47,7 @@ def fast_b64_request(body: bytes) -> tuple[InferBodyKeys, B64Tensors] | None:
     if len(shadow) > _MAX_REST_BYTES:
         return None
     try:
-        request = TensorInferRequest.model_validate_json(shadow)
+        request = schema.model_validate_json(shadow)
     except ValidationError:
         return None
     decoded: dict[int, bytes] = {}
@@ -68,7 +63,7 @@ def fast_b64_request(body: bytes) -> tuple[InferBodyKeys, B64Tensors] | None:
             return None  # the precise path names the field and the fault
     if sorted(used) != list(range(len(texts))):
         return None
-    return InferBodyKeys(request.model, request.version, "tensors"), B64Tensors(request, decoded=decoded)
+    return request, decoded
 
 
 def _cut_b64_strings(body: bytes) -> tuple[bytes, list[memoryview]] | None:
@@ -111,22 +106,3 @@ def _follows_b64_key(body: bytes, key_start: int, key_end: int, at: int) -> bool
         and at - key_end <= 16
         and body[key_end + 1 : at].strip(b" \t\r\n") == b":"
     )
-
-
-@dataclass(frozen=True, slots=True)
-class B64Tensors(JsonTensors):
-    """A tensor body whose long base64 inputs were decoded from the body itself (by input index)."""
-
-    decoded: Mapping[int, bytes] = field(default_factory=dict)
-
-    def decode(self) -> list[Tensor]:
-        """The inputs as numpy arrays: the decoded bytes as views, the others as :class:`JsonTensors` does."""
-        tensors = []
-        for index, tensor in enumerate(self.request.inputs):
-            raw = self.decoded.get(index)
-            if raw is None:
-                tensors.append(decode_input(tensor, f"inputs[{index}]"))
-            else:
-                array = from_raw_bytes(raw, tensor.datatype, tensor.shape, f"inputs[{index}].b64")
-                tensors.append(Tensor(tensor.name, tensor.datatype, array))
-        return tensors

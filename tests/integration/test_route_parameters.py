@@ -1,6 +1,6 @@
-"""The inference routes' lean handlers (``service/routes/lean.py``) answer exactly as FastAPI's resolution
-would: query parameters the route declares are still validated by FastAPI, others are ignored, and the
-version in a v2 path reaches the data plane."""
+"""The inference routes read their parameters themselves (no dependency resolution on the hot path) and
+answer as FastAPI's resolution would: the query parameters /infer declares are validated with FastAPI's
+words, others are ignored, and the version in a v2 path reaches the data plane."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_declared_query_parameters_are_validated(client: httpx.Client, params, m
     response = client.post(
         "/infer", params=params, content=jpeg(64, 48, seed=1), headers={"content-type": "image/jpeg"}
     )
-    # THEN FastAPI's validation answers, in the gateway's envelope
+    # THEN the route refuses them in FastAPI's words, in the gateway's envelope
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
 
