@@ -9,46 +9,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 
-from localdev.model_repo import build_model_repository
-from localdev.processes import stop_process
-from localdev.tritonserver import TritonServer, free_port
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench import uvicorn_app  # noqa: E402  (beside this script)
+from localdev.model_repo import build_model_repository  # noqa: E402
+from localdev.tritonserver import TritonServer  # noqa: E402
 
 
-@contextmanager
-def uvicorn_gateway(grpc_url: str) -> Iterator[str]:
+def uvicorn_gateway(grpc_url: str) -> AbstractContextManager[str]:
     """The gateway in its own uvicorn process (httptools), as ``./dev.sh run`` serves it; its base URL."""
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port), "--http", "httptools"]
-    env = {**os.environ, "TRITON_GRPC_URL": grpc_url, "LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen(
-        [*command, "--log-level", "warning"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(400):
-            try:
-                httpx.get(f"{url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        yield url
-    finally:
-        stop_process(process, signal.SIGTERM, 10)
+    return uvicorn_app("service.app:app", {"TRITON_GRPC_URL": grpc_url, "LOG_LEVEL": "WARNING"})
 
 
 def stream_once(client: httpx.Client, url: str, body: dict[str, object]) -> tuple[float, float]:

@@ -32,7 +32,9 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-from cold_start import LOG_LEVEL, _run, probe_environment  # noqa: E402
+# The Mangum probe is cold_start's: only what the Lambda runtime does, import the handler, then one event.
+from cold_start import _PEAK, LOG_LEVEL, _run, probe_environment  # noqa: E402
+from cold_start import NEW_PROBE as MANGUM_PROBE  # noqa: E402
 
 from bench import (  # noqa: E402  (beside this script)
     INPUT,
@@ -48,29 +50,6 @@ from localdev.model_repo import build_model_repository  # noqa: E402
 from localdev.paths import LOCAL_MODEL_REPOSITORY  # noqa: E402
 from localdev.tritonserver import TritonServer  # noqa: E402
 from tests.lambda_events import LambdaContext, load_event  # noqa: E402
-
-_PEAK = "int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024"
-
-MANGUM_PROBE = f"""
-import time
-began = time.perf_counter()
-import service.lambda_handler as entry
-imported = time.perf_counter() - began
-import json, sys
-
-class Context:
-    aws_request_id = "cold-start"
-    function_name = "triton-gateway"
-    def get_remaining_time_in_millis(self):
-        return 30_000
-
-event = json.load(open(sys.argv[1]))
-began = time.perf_counter()
-response = entry.handler(event, Context())
-first = time.perf_counter() - began
-print(json.dumps({{"import_ms": imported * 1000, "first_ms": first * 1000, "status": response["statusCode"],
-                  "rss_mb": {_PEAK}}}))
-"""
 
 # What service.lambda_stream.main does before it asks for the first event, then that event.
 STREAM_PROBE = f"""
