@@ -138,6 +138,21 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
 # The API key for a route that declares its parameters in ``openapi_extra`` rather than as dependencies.
 SECURITY: dict[str, Any] = {"security": [{"APIKeyHeader": []}]}
 
+_MODEL_PARAMETER = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+_VERSION_PARAMETER = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "model version, e.g. 1",
+}
+# A v2 model route is served under both prefixes; each prefix with the path parameters its OpenAPI declares
+# (the routes read them themselves).
+MODEL_PREFIXES: tuple[tuple[str, list[dict[str, Any]]], ...] = (
+    ("/models/{model}", [_MODEL_PARAMETER]),
+    ("/models/{model}/versions/{version}", [_MODEL_PARAMETER, _VERSION_PARAMETER]),
+)
+
 
 class RequestRoute(APIRoute):
     """An :class:`APIRoute` (FastAPI's ``route_class`` extension point) whose endpoint, when it takes the

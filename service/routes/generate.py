@@ -10,7 +10,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from service.errors import BadRequest
-from service.routes.common import ERROR_RESPONSES, api_key, json_response, read_body, request_deadline
+from service.routes.common import (
+    ERROR_RESPONSES,
+    MODEL_PREFIXES,
+    api_key,
+    json_response,
+    read_body,
+    request_deadline,
+)
 from service.routes.plane import plane_of
 from service.routes.sse import error_message, event_stream
 from service.settings import Settings
@@ -86,18 +93,7 @@ async def generate_stream(request: Request) -> Response:
     )
 
 
-_MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
-_VERSION = {
-    "name": "version",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "model version, e.g. 1",
-}
-for _prefix, _parameters in (
-    ("/models/{model}", [_MODEL]),
-    ("/models/{model}/versions/{version}", [_MODEL, _VERSION]),
-):
+for _prefix, _parameters in MODEL_PREFIXES:
     router.add_api_route(
         f"{_prefix}/generate",
         generate,

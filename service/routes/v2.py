@@ -18,6 +18,7 @@ from service.errors import NotReady
 from service.protocol.headers import BINARY_MEDIA_TYPE, HEADER_LENGTH
 from service.routes.common import (
     ERROR_RESPONSES,
+    MODEL_PREFIXES,
     SECURITY,
     DeadlineDep,
     HealthDeadlineDep,
@@ -230,18 +231,7 @@ def _ref(model: str, version: str) -> ModelRef:
 # Declared on the v2 router itself rather than as a router included twice: FastAPI matches an included
 # router's routes twice per request (once to pick the router, once the route), ~0.1 ms on every request.
 # Each model route is declared under both prefixes, its path parameters in its OpenAPI (it reads them itself).
-_MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
-_VERSION = {
-    "name": "version",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "model version, e.g. 2",
-}
-for _prefix, _path_parameters in (
-    ("/models/{model}", [_MODEL]),
-    ("/models/{model}/versions/{version}", [_MODEL, _VERSION]),
-):
+for _prefix, _path_parameters in MODEL_PREFIXES:
     for _method, _path, _endpoint, _options in _MODEL_ROUTES:
         _extra = _options.get("openapi_extra", {})
         _parameters = [*_path_parameters, *_extra.get("parameters", [])]
