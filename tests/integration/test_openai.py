@@ -136,13 +136,14 @@ def test_streamed_chat_sends_deltas_then_usage(sdk, triton, model, prompt):
         assert chunks[-1].usage is None
 
 
-def test_curl_streams_sse_to_done(gateway, triton):
+def curl_completion_text(base_url: str, prompt: str, max_tokens: int) -> str:
+    """The text of a streamed completion as `curl -N` receives it, its SSE ending in ``data: [DONE]``."""
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl is not installed")
-    body = json.dumps({"model": "text_gen", "prompt": "curl", "max_tokens": 3, "stream": True})
+    body = json.dumps({"model": "text_gen", "prompt": prompt, "max_tokens": max_tokens, "stream": True})
     out = subprocess.run(
-        [curl, "-sS", "-N", f"{gateway}/v1/completions", "-H", "Content-Type: application/json", "-d", body],
+        [curl, "-sS", "-N", f"{base_url}/v1/completions", "-H", "Content-Type: application/json", "-d", body],
         capture_output=True,
         text=True,
         timeout=30,
@@ -151,7 +152,11 @@ def test_curl_streams_sse_to_done(gateway, triton):
     lines = [line for line in out.splitlines() if line]
     assert lines[-1] == "data: [DONE]"
     chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
-    assert "".join(c["choices"][0]["text"] for c in chunks) == triton_text(triton, "text_gen", "curl", 3)
+    return "".join(c["choices"][0]["text"] for c in chunks)
+
+
+def test_curl_streams_sse_to_done(gateway, triton):
+    assert curl_completion_text(gateway, "curl", 3) == triton_text(triton, "text_gen", "curl", 3)
 
 
 def test_closing_a_streamed_completion_stops_the_model(sdk, model_repository):

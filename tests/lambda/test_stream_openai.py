@@ -7,8 +7,6 @@ stream stops the model. ``curl -N`` goes the same way."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 
 import httpx
@@ -16,7 +14,13 @@ import openai
 import pytest
 
 from tests.integration.test_generate import sent, settled, unique
-from tests.integration.test_openai import DEFAULT_CHAT, MESSAGES, TEXT_GEN_CHAT, triton_text
+from tests.integration.test_openai import (
+    DEFAULT_CHAT,
+    MESSAGES,
+    TEXT_GEN_CHAT,
+    curl_completion_text,
+    triton_text,
+)
 
 
 @pytest.fixture
@@ -99,28 +103,5 @@ def test_generate_stream_events_arrive_as_the_model_produces_them(stream_gateway
 
 
 def test_curl_streams_sse_to_done(stream_gateway, triton):
-    curl = shutil.which("curl")
-    if curl is None:
-        pytest.skip("curl is not installed")
     gateway, _ = stream_gateway
-    body = json.dumps({"model": "text_gen", "prompt": "curl", "max_tokens": 3, "stream": True})
-    out = subprocess.run(
-        [
-            curl,
-            "-sS",
-            "-N",
-            f"{gateway.url}/v1/completions",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            body,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout
-    lines = [line for line in out.splitlines() if line]
-    assert lines[-1] == "data: [DONE]"
-    chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
-    assert "".join(c["choices"][0]["text"] for c in chunks) == triton_text(triton, "text_gen", "curl", 3)
+    assert curl_completion_text(gateway.url, "curl", 3) == triton_text(triton, "text_gen", "curl", 3)
