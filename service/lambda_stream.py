@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import gc
 import http.client
 import logging
@@ -31,10 +30,9 @@ from typing import Any
 from urllib.parse import unquote, urlencode
 
 import orjson
-import pybase64
 from starlette.types import ASGIApp, Message
 
-from service.rest_event import rest_event_problem
+from service.rest_event import BadEvent, event_body, rest_event_problem
 
 log = logging.getLogger("service.lambda")
 
@@ -140,9 +138,9 @@ async def run_app(
     body = b""
     if problem is None:
         try:
-            body = _request_body(event)
-        except ValueError as exc:
-            problem = str(exc)
+            body = event_body(event)
+        except BadEvent as exc:
+            problem = exc.message
     if problem is not None:
         log.warning("not a readable API Gateway REST event: %s", problem)
         head, answer = error_prelude(400, f"not an API Gateway REST API event: {problem}")
@@ -184,16 +182,6 @@ async def run_app(
     if not started:
         head, answer = error_prelude(500, "the app ended without an answer")
         await write(head + answer)
-
-
-def _request_body(event: dict[str, Any]) -> bytes:
-    raw = event.get("body") or ""
-    if not event.get("isBase64Encoded"):
-        return raw.encode()
-    try:
-        return pybase64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("body: isBase64Encoded is true, but the body is not valid base64") from None
 
 
 class StreamingResponse:

@@ -4,8 +4,35 @@ neither Mangum nor the app, so either entry point pays only for itself."""
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Mapping
 from typing import Any
+
+import pybase64
+
+
+class BadEvent(ValueError):
+    """The event cannot be turned into an HTTP request; ``message`` is answered with a 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def event_body(event: Mapping[str, Any]) -> bytes:
+    """The request body of a REST proxy event, its base64 decoded by SIMD base64.
+
+    The API's binary media types are */*, so every body arrives base64-encoded; Mangum's CPython decode
+    costs ~11 ms on a 3 MB JSON tensor, this one well under 1 ms."""
+    raw: str = event.get("body") or ""
+    if not event.get("isBase64Encoded"):
+        return raw.encode()
+    try:
+        # The validating decoder is also pybase64's fastest (no pass to drop stray characters); API
+        # Gateway's base64 never has any, so a body that fails it was not sent by API Gateway.
+        return pybase64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadEvent("body: isBase64Encoded is true, but the body is not valid base64") from None
 
 
 def rest_event_problem(event: Any) -> str | None:
