@@ -3,8 +3,8 @@
 thread is held while a stream runs; the caller going away (the consumer closing the iterator, or its task
 being cancelled) cancels the call, and Triton cancels the request with it.
 
-The channel is ``channel``'s: an asyncio :class:`ChannelPool` (its options and TLS, one channel per event
-loop, since an aio channel belongs to the loop it was made on), never re-opened by age."""
+The channel options and TLS are ``channel``'s; the channel itself is one per event loop, since an aio
+channel belongs to the loop it was made on."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from service.protocol.codecs import from_raw_bytes, raw_buffer
 from service.protocol.tensors import Tensor
 from service.request_context import current_request_id
 from service.settings import Settings
-from service.triton.channel import ChannelPool, tls_credentials
+from service.triton.channel import _CHANNEL_OPTIONS, tls_credentials
 from service.triton.deadline import Deadline
 from service.triton.failures import translate
 from service.triton.infer_request import set_parameters
-from service.triton.protos import service_pb2
+from service.triton.protos import service_pb2, service_pb2_grpc
 from service.triton.scrub import scrub
 
 _FINAL = "triton_final_response"
@@ -55,18 +55,30 @@ class StreamClient:
         self._url = url
         self._host = url.rsplit(":", 1)[0]
         self._credentials = credentials
-        self._channels = ChannelPool(url, 0.0, credentials, server_name, asynchronous=True)
+        self._options: list[tuple[str, Any]] = [*_CHANNEL_OPTIONS]
+        if server_name:
+            self._options.append(("grpc.ssl_target_name_override", server_name))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stub: Any = None
+
+    def _stub_for_loop(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            channel = (
+                aio.insecure_channel(self._url, options=self._options)
+                if self._credentials is None
+                else aio.secure_channel(self._url, self._credentials, options=self._options)
+            )
+            self._loop, self._stub = loop, service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        return self._stub
 
     async def ready_models(self, timeout: float) -> list[str]:
         """The names of the models Triton has loaded and ready, sorted."""
         request = service_pb2.RepositoryIndexRequest(ready=True)
-        pooled = self._channels.acquire()
         try:
-            index = await pooled.stub.RepositoryIndex(request, timeout=timeout)
+            index = await self._stub_for_loop().RepositoryIndex(request, timeout=timeout)
         except grpc.RpcError as error:
             raise self._failure(error, Deadline(timeout), ("", ""), StreamLimits(timeout, timeout)) from None
-        finally:
-            self._channels.release(pooled)
         return sorted({model.name for model in index.models if model.state == "READY"})
 
     async def generate(
@@ -88,45 +100,42 @@ class StreamClient:
             entry = request.inputs.add(name=tensor.name, datatype=tensor.datatype)
             entry.shape.extend(tensor.shape)
             request.raw_input_contents.append(bytes(raw_buffer(tensor.array, tensor.datatype)))
-        pooled = self._channels.acquire()
-        try:
-            deadline = Deadline(limits.total)
-            key = (model, version)
-            if not decoupled:
-                try:
-                    response = await pooled.stub.ModelInfer(request, timeout=min(limits.idle, limits.total))
-                except grpc.RpcError as error:
-                    raise self._failure(error, deadline, key, limits) from None
-                yield _generated(response)
-                return
-            request.parameters["triton_enable_empty_final_response"].bool_param = True
-            call = pooled.stub.ModelStreamInfer(timeout=limits.total)
+        stub = self._stub_for_loop()
+        deadline = Deadline(limits.total)
+        key = (model, version)
+        if not decoupled:
             try:
-                await call.write(request)
-                while True:
-                    try:
-                        message = await asyncio.wait_for(call.read(), limits.idle)
-                    except TimeoutError:
-                        raise TritonTimeout(
-                            f"the model sent nothing for {limits.idle:.1f} s (the stream's idle limit)"
-                        ) from None
-                    if message is aio.EOF:
-                        raise TritonTimeout("Triton ended the stream before the model's final response")
-                    if message.error_message:
-                        # A stream's error carries no status; Triton's HTTP generate answers these 400.
-                        raise BadRequest(scrub(message.error_message, self._url, self._host))
-                    response = message.infer_response
-                    if response.outputs:
-                        yield _generated(response)
-                    if _FINAL in response.parameters and response.parameters[_FINAL].bool_param:
-                        return
+                response = await stub.ModelInfer(request, timeout=min(limits.idle, limits.total))
             except grpc.RpcError as error:
                 raise self._failure(error, deadline, key, limits) from None
-            finally:
-                # Done, failed, or abandoned by its caller: nothing more is read, so Triton stops the request.
-                call.cancel()
+            yield _generated(response)
+            return
+        request.parameters["triton_enable_empty_final_response"].bool_param = True
+        call = stub.ModelStreamInfer(timeout=limits.total)
+        try:
+            await call.write(request)
+            while True:
+                try:
+                    message = await asyncio.wait_for(call.read(), limits.idle)
+                except TimeoutError:
+                    raise TritonTimeout(
+                        f"the model sent nothing for {limits.idle:.1f} s (the stream's idle limit)"
+                    ) from None
+                if message is aio.EOF:
+                    raise TritonTimeout("Triton ended the stream before the model's final response")
+                if message.error_message:
+                    # A stream's error carries no status; Triton's HTTP generate answers these 400.
+                    raise BadRequest(scrub(message.error_message, self._url, self._host))
+                response = message.infer_response
+                if response.outputs:
+                    yield _generated(response)
+                if _FINAL in response.parameters and response.parameters[_FINAL].bool_param:
+                    return
+        except grpc.RpcError as error:
+            raise self._failure(error, deadline, key, limits) from None
         finally:
-            self._channels.release(pooled)
+            # Done, failed, or abandoned by its caller: nothing more is read, so Triton stops the request.
+            call.cancel()
 
     def _failure(
         self, error: grpc.RpcError, deadline: Deadline, model: tuple[str, str], limits: StreamLimits
